@@ -1,0 +1,98 @@
+"""The one error tree of Lookalike.
+
+    LookalikeError                 exit 1, gRPC INTERNAL
+    ├── InputError                 exit 2, INVALID_ARGUMENT   bad media, bad request, bad option
+    │   └── NotFoundError          exit 2, NOT_FOUND          a project, file or segment that does not exist
+    ├── ConfigError                exit 3, FAILED_PRECONDITION a setting or address that cannot work
+    ├── ProviderError              exit 4, UNAVAILABLE (transient) / FAILED_PRECONDITION (permanent)
+    ├── JobError                   exit 5, ABORTED            a job that failed past its retries
+    ├── StoreError                 exit 6, UNAVAILABLE        the segment store or the state store failed
+    ├── UnreachableError           exit 7, UNAVAILABLE        a coordinator or node that does not answer
+    └── CancelledError             exit 8, CANCELLED
+
+Every message tells the user what to do. The mapping to gRPC status codes and CLI exit codes lives
+here and nowhere else; `lookalike.client` maps gRPC errors back into this tree.
+"""
+
+from __future__ import annotations
+
+
+class LookalikeError(Exception):
+    """Base of every error Lookalike raises on purpose."""
+
+    exit_code = 1
+    grpc_code = "INTERNAL"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class InputError(LookalikeError):
+    """Bad media or a bad request: the user can fix it by changing what they pass in."""
+
+    exit_code = 2
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class NotFoundError(InputError):
+    grpc_code = "NOT_FOUND"
+
+
+class ConfigError(LookalikeError):
+    exit_code = 3
+    grpc_code = "FAILED_PRECONDITION"
+
+
+class ProviderError(LookalikeError):
+    """A generation provider failed. `transient` errors are retried, permanent ones never."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, transient: bool, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.transient = transient
+
+    @property
+    def grpc_code(self) -> str:  # type: ignore[override]
+        return "UNAVAILABLE" if self.transient else "FAILED_PRECONDITION"
+
+
+class JobError(LookalikeError):
+    exit_code = 5
+    grpc_code = "ABORTED"
+
+
+class StoreError(LookalikeError):
+    exit_code = 6
+    grpc_code = "UNAVAILABLE"
+
+
+class UnreachableError(LookalikeError):
+    exit_code = 7
+    grpc_code = "UNAVAILABLE"
+
+
+class CancelledError(LookalikeError):
+    exit_code = 8
+    grpc_code = "CANCELLED"
+
+
+_BY_GRPC = {
+    "INVALID_ARGUMENT": InputError,
+    "NOT_FOUND": NotFoundError,
+    "FAILED_PRECONDITION": ConfigError,
+    "ABORTED": JobError,
+    "UNAVAILABLE": UnreachableError,
+    "DEADLINE_EXCEEDED": UnreachableError,
+    "CANCELLED": CancelledError,
+}
+
+
+def from_grpc_code(code_name: str, message: str) -> LookalikeError:
+    """The error to raise on the client side for a gRPC status (by its name, e.g. 'NOT_FOUND')."""
+    return _BY_GRPC.get(code_name, LookalikeError)(message)
