@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from lookalike.v1 import common_pb2 as lookalike_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lookalike/v1/node.proto\x12\x0clookalike.v1\x1a\x19lookalike/v1/common.proto\"D\n\nJobContext\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nattempt_id\x18\x03 \x01(\t\"\x1b\n\x0cProbeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\x1f\n\nProbeReply\x12\x11\n\tinfo_json\x18\x01 \x01(\t\"\x83\x01\n\x0e\x41nalyzeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nsample_key\x18\x02 \x01(\t\x12\'\n\x05range\x18\x03 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12\r\n\x05\x61udio\x18\x04 \x01(\x08\"%\n\x0c\x41nalyzeReply\x12\x15\n\rfeatures_json\x18\x01 \x01(\t\"d\n\rDecodeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05range\x18\x02 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"Z\n\x0c\x44\x65\x63odedFrame\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05pts_s\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05rgb24\x18\x05 \x01(\x0c\"\x9b\x01\n\x0cGradeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tinput_key\x18\x02 \x01(\t\x12\x12\n\ngrade_json\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12)\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\"\x9f\x01\n\x0e\x45\x66\x66\x65\x63tsRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tinput_key\x18\x02 \x01(\t\x12\x14\n\x0c\x65\x66\x66\x65\x63ts_json\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12)\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\"\x82\x01\n\x0b\x45ncodeChunk\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\noutput_key\x18\x02 \x01(\t\x12)\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\r\n\x05rgb24\x18\x04 \x01(\x0c\"\x87\x01\n\x0cScoreRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nsample_key\x18\x02 \x01(\t\x12\x12\n\noutput_key\x18\x03 \x01(\t\x12\x15\n\ranalysis_json\x18\x04 \x01(\t\x12\x11\n\tplan_json\x18\x05 \x01(\t\"%\n\nScoreReply\x12\x17\n\x0fsimilarity_json\x18\x01 \x01(\t\"\x82\x02\n\x12RenderRangeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nscene_json\x18\x02 \x01(\t\x12\'\n\x05range\x18\x03 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12)\n\x06\x66ormat\x18\x04 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\x13\n\x0bsubject_key\x18\x05 \x01(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x12\n\noutput_key\x18\x07 \x01(\t\x12\x12\n\nsample_key\x18\x08 \x01(\t\x12\x12\n\nkeep_video\x18\t \x01(\x08\"]\n\x0cSegmentReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08n_frames\x18\x02 \x01(\x05\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\"\xc3\x01\n\x12RenderAudioRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tplan_json\x18\x02 \x01(\t\x12\x15\n\ranalysis_json\x18\x03 \x01(\t\x12\x12\n\nsample_key\x18\x04 \x01(\t\x12\x12\n\nkeep_audio\x18\x05 \x01(\x08\x12\x12\n\noutput_key\x18\x06 \x01(\t\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12\x0c\n\x04seed\x18\x08 \x01(\x03\"Q\n\nAudioReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04lufs\x18\x02 \x01(\x01\x12\x14\n\x0ctrue_peak_db\x18\x03 \x01(\x01\x12\x12\n\nduration_s\x18\x04 \x01(\x01\"\x8e\x01\n\x0f\x41ssembleRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x14\n\x0csegment_keys\x18\x02 \x03(\t\x12\x11\n\taudio_key\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpected_frames\x18\x05 \x01(\x05\"P\n\rAssembleReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08n_frames\x18\x02 \x01(\x05\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x11\n\tinfo_json\x18\x04 \x01(\t2\xbc\x05\n\x04Node\x12=\n\x05Probe\x12\x1a.lookalike.v1.ProbeRequest\x1a\x18.lookalike.v1.ProbeReply\x12\x43\n\x07\x41nalyze\x12\x1c.lookalike.v1.AnalyzeRequest\x1a\x1a.lookalike.v1.AnalyzeReply\x12\x43\n\x06\x44\x65\x63ode\x12\x1b.lookalike.v1.DecodeRequest\x1a\x1a.lookalike.v1.DecodedFrame0\x01\x12?\n\x05Grade\x12\x1a.lookalike.v1.GradeRequest\x1a\x1a.lookalike.v1.SegmentReply\x12H\n\x0c\x41pplyEffects\x12\x1c.lookalike.v1.EffectsRequest\x1a\x1a.lookalike.v1.SegmentReply\x12\x41\n\x06\x45ncode\x12\x19.lookalike.v1.EncodeChunk\x1a\x1a.lookalike.v1.SegmentReply(\x01\x12=\n\x05Score\x12\x1a.lookalike.v1.ScoreRequest\x1a\x18.lookalike.v1.ScoreReply\x12K\n\x0bRenderRange\x12 .lookalike.v1.RenderRangeRequest\x1a\x1a.lookalike.v1.SegmentReply\x12I\n\x0bRenderAudio\x12 .lookalike.v1.RenderAudioRequest\x1a\x18.lookalike.v1.AudioReply\x12\x46\n\x08\x41ssemble\x12\x1d.lookalike.v1.AssembleRequest\x1a\x1b.lookalike.v1.AssembleReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lookalike/v1/node.proto\x12\x0clookalike.v1\x1a\x19lookalike/v1/common.proto\"D\n\nJobContext\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nattempt_id\x18\x03 \x01(\t\"*\n\x0cProbeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63heck\x18\x02 \x01(\t\"\x1f\n\nProbeReply\x12\x11\n\tinfo_json\x18\x01 \x01(\t\"\xbd\x01\n\x0e\x41nalyzeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nsample_key\x18\x02 \x01(\t\x12\'\n\x05range\x18\x03 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12\r\n\x05\x61udio\x18\x04 \x01(\x08\x12\x1b\n\x13range_features_json\x18\x05 \x03(\t\x12\x1b\n\x13\x61udio_features_json\x18\x06 \x01(\t\"%\n\x0c\x41nalyzeReply\x12\x15\n\rfeatures_json\x18\x01 \x01(\t\"d\n\rDecodeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05range\x18\x02 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"Z\n\x0c\x44\x65\x63odedFrame\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05pts_s\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05rgb24\x18\x05 \x01(\x0c\"\x9b\x01\n\x0cGradeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tinput_key\x18\x02 \x01(\t\x12\x12\n\ngrade_json\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12)\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\"\x9f\x01\n\x0e\x45\x66\x66\x65\x63tsRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tinput_key\x18\x02 \x01(\t\x12\x14\n\x0c\x65\x66\x66\x65\x63ts_json\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12)\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\"\x82\x01\n\x0b\x45ncodeChunk\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\noutput_key\x18\x02 \x01(\t\x12)\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\r\n\x05rgb24\x18\x04 \x01(\x0c\"\x87\x01\n\x0cScoreRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nsample_key\x18\x02 \x01(\t\x12\x12\n\noutput_key\x18\x03 \x01(\t\x12\x15\n\ranalysis_json\x18\x04 \x01(\t\x12\x11\n\tplan_json\x18\x05 \x01(\t\"%\n\nScoreReply\x12\x17\n\x0fsimilarity_json\x18\x01 \x01(\t\"\x82\x02\n\x12RenderRangeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nscene_json\x18\x02 \x01(\t\x12\'\n\x05range\x18\x03 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12)\n\x06\x66ormat\x18\x04 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\x13\n\x0bsubject_key\x18\x05 \x01(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x12\n\noutput_key\x18\x07 \x01(\t\x12\x12\n\nsample_key\x18\x08 \x01(\t\x12\x12\n\nkeep_video\x18\t \x01(\x08\"]\n\x0cSegmentReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08n_frames\x18\x02 \x01(\x05\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\"\xc3\x01\n\x12RenderAudioRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tplan_json\x18\x02 \x01(\t\x12\x15\n\ranalysis_json\x18\x03 \x01(\t\x12\x12\n\nsample_key\x18\x04 \x01(\t\x12\x12\n\nkeep_audio\x18\x05 \x01(\x08\x12\x12\n\noutput_key\x18\x06 \x01(\t\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12\x0c\n\x04seed\x18\x08 \x01(\x03\"Q\n\nAudioReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04lufs\x18\x02 \x01(\x01\x12\x14\n\x0ctrue_peak_db\x18\x03 \x01(\x01\x12\x12\n\nduration_s\x18\x04 \x01(\x01\"\x8e\x01\n\x0f\x41ssembleRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x14\n\x0csegment_keys\x18\x02 \x03(\t\x12\x11\n\taudio_key\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpected_frames\x18\x05 \x01(\x05\"P\n\rAssembleReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08n_frames\x18\x02 \x01(\x05\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x11\n\tinfo_json\x18\x04 \x01(\t2\xbc\x05\n\x04Node\x12=\n\x05Probe\x12\x1a.lookalike.v1.ProbeRequest\x1a\x18.lookalike.v1.ProbeReply\x12\x43\n\x07\x41nalyze\x12\x1c.lookalike.v1.AnalyzeRequest\x1a\x1a.lookalike.v1.AnalyzeReply\x12\x43\n\x06\x44\x65\x63ode\x12\x1b.lookalike.v1.DecodeRequest\x1a\x1a.lookalike.v1.DecodedFrame0\x01\x12?\n\x05Grade\x12\x1a.lookalike.v1.GradeRequest\x1a\x1a.lookalike.v1.SegmentReply\x12H\n\x0c\x41pplyEffects\x12\x1c.lookalike.v1.EffectsRequest\x1a\x1a.lookalike.v1.SegmentReply\x12\x41\n\x06\x45ncode\x12\x19.lookalike.v1.EncodeChunk\x1a\x1a.lookalike.v1.SegmentReply(\x01\x12=\n\x05Score\x12\x1a.lookalike.v1.ScoreRequest\x1a\x18.lookalike.v1.ScoreReply\x12K\n\x0bRenderRange\x12 .lookalike.v1.RenderRangeRequest\x1a\x1a.lookalike.v1.SegmentReply\x12I\n\x0bRenderAudio\x12 .lookalike.v1.RenderAudioRequest\x1a\x18.lookalike.v1.AudioReply\x12\x46\n\x08\x41ssemble\x12\x1d.lookalike.v1.AssembleRequest\x1a\x1b.lookalike.v1.AssembleReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,39 +35,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBCONTEXT']._serialized_start=68
   _globals['_JOBCONTEXT']._serialized_end=136
   _globals['_PROBEREQUEST']._serialized_start=138
-  _globals['_PROBEREQUEST']._serialized_end=165
-  _globals['_PROBEREPLY']._serialized_start=167
-  _globals['_PROBEREPLY']._serialized_end=198
-  _globals['_ANALYZEREQUEST']._serialized_start=201
-  _globals['_ANALYZEREQUEST']._serialized_end=332
-  _globals['_ANALYZEREPLY']._serialized_start=334
-  _globals['_ANALYZEREPLY']._serialized_end=371
-  _globals['_DECODEREQUEST']._serialized_start=373
-  _globals['_DECODEREQUEST']._serialized_end=473
-  _globals['_DECODEDFRAME']._serialized_start=475
-  _globals['_DECODEDFRAME']._serialized_end=565
-  _globals['_GRADEREQUEST']._serialized_start=568
-  _globals['_GRADEREQUEST']._serialized_end=723
-  _globals['_EFFECTSREQUEST']._serialized_start=726
-  _globals['_EFFECTSREQUEST']._serialized_end=885
-  _globals['_ENCODECHUNK']._serialized_start=888
-  _globals['_ENCODECHUNK']._serialized_end=1018
-  _globals['_SCOREREQUEST']._serialized_start=1021
-  _globals['_SCOREREQUEST']._serialized_end=1156
-  _globals['_SCOREREPLY']._serialized_start=1158
-  _globals['_SCOREREPLY']._serialized_end=1195
-  _globals['_RENDERRANGEREQUEST']._serialized_start=1198
-  _globals['_RENDERRANGEREQUEST']._serialized_end=1456
-  _globals['_SEGMENTREPLY']._serialized_start=1458
-  _globals['_SEGMENTREPLY']._serialized_end=1551
-  _globals['_RENDERAUDIOREQUEST']._serialized_start=1554
-  _globals['_RENDERAUDIOREQUEST']._serialized_end=1749
-  _globals['_AUDIOREPLY']._serialized_start=1751
-  _globals['_AUDIOREPLY']._serialized_end=1832
-  _globals['_ASSEMBLEREQUEST']._serialized_start=1835
-  _globals['_ASSEMBLEREQUEST']._serialized_end=1977
-  _globals['_ASSEMBLEREPLY']._serialized_start=1979
-  _globals['_ASSEMBLEREPLY']._serialized_end=2059
-  _globals['_NODE']._serialized_start=2062
-  _globals['_NODE']._serialized_end=2762
+  _globals['_PROBEREQUEST']._serialized_end=180
+  _globals['_PROBEREPLY']._serialized_start=182
+  _globals['_PROBEREPLY']._serialized_end=213
+  _globals['_ANALYZEREQUEST']._serialized_start=216
+  _globals['_ANALYZEREQUEST']._serialized_end=405
+  _globals['_ANALYZEREPLY']._serialized_start=407
+  _globals['_ANALYZEREPLY']._serialized_end=444
+  _globals['_DECODEREQUEST']._serialized_start=446
+  _globals['_DECODEREQUEST']._serialized_end=546
+  _globals['_DECODEDFRAME']._serialized_start=548
+  _globals['_DECODEDFRAME']._serialized_end=638
+  _globals['_GRADEREQUEST']._serialized_start=641
+  _globals['_GRADEREQUEST']._serialized_end=796
+  _globals['_EFFECTSREQUEST']._serialized_start=799
+  _globals['_EFFECTSREQUEST']._serialized_end=958
+  _globals['_ENCODECHUNK']._serialized_start=961
+  _globals['_ENCODECHUNK']._serialized_end=1091
+  _globals['_SCOREREQUEST']._serialized_start=1094
+  _globals['_SCOREREQUEST']._serialized_end=1229
+  _globals['_SCOREREPLY']._serialized_start=1231
+  _globals['_SCOREREPLY']._serialized_end=1268
+  _globals['_RENDERRANGEREQUEST']._serialized_start=1271
+  _globals['_RENDERRANGEREQUEST']._serialized_end=1529
+  _globals['_SEGMENTREPLY']._serialized_start=1531
+  _globals['_SEGMENTREPLY']._serialized_end=1624
+  _globals['_RENDERAUDIOREQUEST']._serialized_start=1627
+  _globals['_RENDERAUDIOREQUEST']._serialized_end=1822
+  _globals['_AUDIOREPLY']._serialized_start=1824
+  _globals['_AUDIOREPLY']._serialized_end=1905
+  _globals['_ASSEMBLEREQUEST']._serialized_start=1908
+  _globals['_ASSEMBLEREQUEST']._serialized_end=2050
+  _globals['_ASSEMBLEREPLY']._serialized_start=2052
+  _globals['_ASSEMBLEREPLY']._serialized_end=2132
+  _globals['_NODE']._serialized_start=2135
+  _globals['_NODE']._serialized_end=2835
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,220 @@
+"""The Lookalike client: domain words over the gRPC API. Imports neither torch, ray, cupy nor kernels."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from lookalike.errors import CancelledError, InputError, LookalikeError, UnreachableError, from_grpc_code
+from lookalike.v1 import coordinator_pb2, coordinator_pb2_grpc
+
+CHUNK = 1 << 20
+_OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+TERMINAL = ("done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Project:
+    id: str
+    name: str
+    state: str
+    stage: str
+    progress: float
+    error: str
+    outputs: tuple[str, ...]
+
+    @classmethod
+    def _of(cls, m: coordinator_pb2.Project) -> Project:
+        return cls(m.project_id, m.name, m.state, m.stage, m.progress, m.error, tuple(m.outputs))
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    project_id: str
+    state: str
+    stage: str
+    done: int
+    total: int
+    message: str
+    error: str
+
+
+def _error_of_project(p: Project) -> LookalikeError:
+    """A failed project's error, as the class its message names (so the CLI exits with its code)."""
+    import lookalike.errors as errors
+
+    kind, _, message = p.error.partition(": ")
+    cls = getattr(errors, kind, None)
+    if isinstance(cls, type) and issubclass(cls, LookalikeError) and message:
+        if cls is errors.ProviderError:
+            return cls(message, transient=False)
+        return cls(message)
+    return LookalikeError(p.error or f"project {p.id} {p.state}")
+
+
+class Client:
+    """`Client("host:port").remake("sample.webm", out="out/")`."""
+
+    def __init__(self, address: str, *, connect_timeout: float = 10.0) -> None:
+        self.address = address
+        self._channel = grpc.insecure_channel(address, options=_OPTIONS)
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=connect_timeout)
+        except grpc.FutureTimeoutError as exc:
+            self._channel.close()
+            raise UnreachableError(
+                f"no coordinator answers at {address}",
+                hint="start one with `lookalike coordinator --listen HOST:PORT`, or check the address",
+            ) from exc
+        self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except grpc.RpcError as exc:
+            raise self._mapped(exc) from None
+
+    def _mapped(self, exc: grpc.RpcError) -> LookalikeError:
+        code = exc.code().name if exc.code() else "UNKNOWN"
+        if code == "UNAVAILABLE":
+            return UnreachableError(f"the coordinator at {self.address} stopped answering: {exc.details()}")
+        return from_grpc_code(code, exc.details() or code)
+
+    # -- files --------------------------------------------------------------------------------
+    def upload(self, path: str | os.PathLike, kind: str = "sample") -> str:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file", hint="check the path")
+        size = path.stat().st_size
+
+        def chunks():
+            yield coordinator_pb2.UploadChunk(
+                header=coordinator_pb2.UploadHeader(filename=path.name, kind=kind, size=size)
+            )
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(CHUNK), b""):
+                    yield coordinator_pb2.UploadChunk(data=block)
+
+        return self._call(self._stub.UploadSample, chunks()).upload_id
+
+    def download(self, project_id: str, name: str, dest: str | os.PathLike) -> Path:
+        """Write one output file atomically (a temp file beside dest, then rename)."""
+        dest = Path(dest)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in self._call(lambda: list(self._stub.Download(
+                        coordinator_pb2.DownloadRequest(project_id=project_id, name=name)))):
+                    f.write(chunk.data)
+            os.replace(tmp, dest)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return dest
+
+    # -- projects -----------------------------------------------------------------------------
+    def submit(self, sample: str | os.PathLike, *, subject: str | os.PathLike | None = None, name: str | None = None,
+               keep_audio: bool = False, keep_video: bool = False, seed: int = 0, chunk_frames: int = 0,
+               priority: int = 0) -> Project:
+        """Start a remake and return at once."""
+        return Project._of(self._call(self._stub.Remake, self._request(
+            sample, subject=subject, name=name, keep_audio=keep_audio, keep_video=keep_video, seed=seed,
+            chunk_frames=chunk_frames, priority=priority)))
+
+    def _request(self, sample, *, subject=None, name=None, keep_audio=False, keep_video=False, seed=0,
+                 chunk_frames=0, priority=0) -> coordinator_pb2.RemakeRequest:
+        sample_id = self.upload(sample, "sample")
+        subject_id = self.upload(subject, "subject") if subject else ""
+        return coordinator_pb2.RemakeRequest(
+            sample_upload_id=sample_id, subject_upload_id=subject_id, name=name or Path(sample).name,
+            priority=priority,
+            options=coordinator_pb2.RemakeOptions(keep_audio=keep_audio, keep_video=keep_video, seed=seed,
+                                                  chunk_frames=chunk_frames),
+        )
+
+    def submit_batch(self, items: list[dict]) -> list[Project]:
+        """Submit several remakes at once: each item holds `sample` and optional submit() arguments."""
+        reqs = [self._request(**item) for item in items]
+        reply = self._call(self._stub.SubmitBatch, coordinator_pb2.BatchRequest(projects=reqs))
+        return [Project._of(p) for p in reply.projects]
+
+    def project(self, project_id: str) -> Project:
+        return Project._of(self._call(self._stub.GetProject, coordinator_pb2.ProjectRef(project_id=project_id)))
+
+    def projects(self) -> list[Project]:
+        return [Project._of(p) for p in self._call(self._stub.ListProjects, coordinator_pb2.ListProjectsRequest()).projects]
+
+    def cancel(self, project_id: str) -> Project:
+        return Project._of(self._call(self._stub.Cancel, coordinator_pb2.ProjectRef(project_id=project_id)))
+
+    def watch(self, project_id: str) -> Iterator[ProgressEvent]:
+        stream = self._stub.WatchProject(coordinator_pb2.ProjectRef(project_id=project_id))
+        try:
+            for ev in stream:
+                yield ProgressEvent(ev.project_id, ev.state, ev.stage, ev.done, ev.total, ev.message, ev.error)
+        except grpc.RpcError as exc:
+            raise self._mapped(exc) from None
+
+    def wait(self, project_id: str, on_progress: Callable[[ProgressEvent], None] | None = None) -> Project:
+        for ev in self.watch(project_id):
+            if on_progress is not None:
+                on_progress(ev)
+            if ev.state in TERMINAL:
+                break
+        p = self.project(project_id)
+        if p.state == "failed":
+            raise _error_of_project(p)
+        if p.state == "cancelled":
+            raise CancelledError(f"project {project_id} was cancelled")
+        return p
+
+    def fetch_outputs(self, project_id: str, out: str | os.PathLike) -> Path:
+        """Download every output into `out`. Files land in a staging folder first and move in only when
+        all have arrived, so `out` never holds a half-written remake."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        p = self.project(project_id)
+        staging = Path(tempfile.mkdtemp(prefix=".lookalike-partial-", dir=out))
+        try:
+            for name in p.outputs:
+                self.download(project_id, name, staging / name)
+            for name in p.outputs:
+                os.replace(staging / name, out / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return out
+
+    def remake(self, sample, *, out=None, on_progress=None, **options) -> Project:
+        """Upload, remake, wait and (with `out`) download every output."""
+        p = self.submit(sample, **options)
+        p = self.wait(p.id, on_progress)
+        if out is not None:
+            self.fetch_outputs(p.id, out)
+        return p
+
+    def analyze(self, sample) -> dict:
+        upload_id = self.upload(sample, "sample")
+        doc = self._call(self._stub.AnalyzeComprehensive,
+                         coordinator_pb2.AnalyzeProjectRequest(sample_upload_id=upload_id), timeout=3600)
+        return json.loads(doc.json)
+
+    def document(self, project_id: str, kind: str) -> dict:
+        fn = {"plan": self._stub.GetScenes, "similarity": self._stub.GetSimilarityReport}[kind]
+        return json.loads(self._call(fn, coordinator_pb2.ProjectRef(project_id=project_id)).json)

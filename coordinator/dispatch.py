@@ -1,0 +1,260 @@
+"""Scheduling jobs onto nodes with Ray.
+
+The coordinator decides which node runs which attempt (alive, free slot, not blocklisted for the job's
+kind); a Ray actor, the gateway, makes the gRPC calls concurrently and hands back only the small reply
+messages. Frames never travel through Ray: nodes read and write media in the segment store.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ray
+
+from lookalike.errors import CancelledError, JobError
+from lookalike.obs import ATTEMPTS, JOB_SECONDS, JOBS, NODES, QUEUE_DEPTH, get_logger
+
+log = get_logger("dispatch")
+
+# Codes after which the same job may well succeed on another try or another node.
+TRANSIENT = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "UNKNOWN", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED"}
+
+
+@ray.remote(num_cpus=0, max_concurrency=64)
+class NodeGateway:
+    """Makes unary gRPC calls to nodes by method name, with raw message bytes both ways."""
+
+    def __init__(self) -> None:
+        import grpc
+
+        self._grpc = grpc
+        self._channels: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def _channel(self, address: str):
+        with self._lock:
+            ch = self._channels.get(address)
+            if ch is None:
+                from lookalike.grpcutil import channel
+
+                ch = self._channels[address] = channel(address)
+            return ch
+
+    def call(self, address: str, method: str, payload: bytes, timeout: float) -> tuple[str, bytes | str]:
+        ch = self._channel(address)
+        fn = ch.unary_unary(f"/lookalike.v1.Node/{method}")
+        try:
+            return "OK", fn(payload, timeout=timeout)
+        except self._grpc.RpcError as exc:
+            return exc.code().name, exc.details() or str(exc)
+
+    def forget(self, address: str) -> None:
+        with self._lock:
+            ch = self._channels.pop(address, None)
+        if ch is not None:
+            ch.close()
+
+
+@dataclass
+class NodeSlot:
+    node_id: str
+    address: str
+    capabilities: tuple[str, ...]
+    slots: int
+    last_seen: float
+    running: int = 0
+    down_until: float = 0.0
+
+
+class Dispatcher:
+    """Runs a project's jobs of some kinds to the end, one attempt at a time per job."""
+
+    def __init__(self, state, *, ray_address: str | None = None, node_timeout_s: float = 6.0,
+                 call_timeout_s: float = 300.0, blocklist_after: int = 3) -> None:
+        self.state = state
+        self.node_timeout_s = node_timeout_s
+        self.call_timeout_s = call_timeout_s
+        self.blocklist_after = blocklist_after
+        self._nodes: dict[str, NodeSlot] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        if not ray.is_initialized():
+            if ray_address:
+                ray.init(address=ray_address, log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        self.gateway = NodeGateway.remote()
+
+    # -- the node registry --------------------------------------------------------------------
+    def register(self, node_id: str, address: str, capabilities: tuple[str, ...], slots: int) -> None:
+        with self._lock:
+            old = self._nodes.get(node_id)
+            self._nodes[node_id] = NodeSlot(node_id, address, capabilities, max(1, slots), time.time(),
+                                            running=old.running if old else 0)
+            self._changed.notify_all()
+        self.state.upsert_node(node_id, address, {"capabilities": list(capabilities), "slots": slots})
+        log.info("node_registered", node=node_id, address=address)
+
+    def heartbeat(self, node_id: str) -> bool:
+        with self._lock:
+            n = self._nodes.get(node_id)
+            if n is None:
+                return False
+            n.last_seen = time.time()
+            n.down_until = 0.0
+        self.state.heartbeat(node_id)
+        return True
+
+    def alive_nodes(self) -> list[NodeSlot]:
+        now = time.time()
+        with self._lock:
+            return [n for n in self._nodes.values() if now - n.last_seen < self.node_timeout_s and n.down_until < now]
+
+    def wait_for_nodes(self, count: int, timeout: float) -> None:
+        deadline = time.time() + timeout
+        with self._lock:
+            while len([n for n in self._nodes.values() if time.time() - n.last_seen < self.node_timeout_s]) < count:
+                left = deadline - time.time()
+                if left <= 0:
+                    from lookalike.errors import UnreachableError
+
+                    raise UnreachableError(f"only {len(self._nodes)} of {count} nodes registered within {timeout:.0f} s")
+                self._changed.wait(left)
+
+    def _reap_dead_nodes(self) -> None:
+        """Nodes silent past the timeout lose their running attempts: those jobs go back to the queue."""
+        now = time.time()
+        with self._lock:
+            dead = [n for n in self._nodes.values() if now - n.last_seen >= self.node_timeout_s]
+            for n in dead:
+                del self._nodes[n.node_id]
+        for n in dead:
+            moved = self.state.requeue_attempts_of_node(n.node_id, "node stopped heartbeating")
+            log.warning("node_lost", node=n.node_id, requeued=moved)
+            self.gateway.forget.remote(n.address)
+        NODES.set(len(self.alive_nodes()))
+
+    def _pick(self, kind: str, needs: tuple[str, ...]) -> NodeSlot | None:
+        best = None
+        for n in self.alive_nodes():
+            if n.running >= n.slots or any(c not in n.capabilities for c in needs):
+                continue
+            if self.state.is_blocklisted(n.node_id, kind, threshold=self.blocklist_after):
+                continue
+            if best is None or n.running / n.slots < best.running / best.slots:
+                best = n
+        return best
+
+    def capabilities_known(self) -> set[str]:
+        with self._lock:
+            return {c for n in self._nodes.values() for c in n.capabilities}
+
+    def call_any(self, method: str, request, reply_type, convert, *, tries: int = 3):
+        """One synchronous call on any alive node (for quick questions such as Probe)."""
+        from lookalike.errors import from_grpc_code
+
+        last = None
+        for _ in range(tries):
+            nodes = self.alive_nodes()
+            if not nodes:
+                self.wait_for_nodes(1, self.node_timeout_s * 5)
+                nodes = self.alive_nodes()
+            node = min(nodes, key=lambda n: n.running / n.slots)
+            code, payload = ray.get(self.gateway.call.remote(node.address, method, request.SerializeToString(), 60.0))
+            if code == "OK":
+                return convert(reply_type.FromString(payload))
+            last = from_grpc_code(code, payload)
+            if code not in TRANSIENT:
+                raise last
+            with self._lock:
+                node.down_until = time.time() + self.node_timeout_s
+        raise last
+
+    # -- running jobs -------------------------------------------------------------------------
+    def run(
+        self,
+        project_id: str,
+        kinds: set[str],
+        build: Callable[[object, object], tuple[str, object]],
+        parse: Callable[[str, bytes], dict],
+        *,
+        cancelled: threading.Event | None = None,
+        on_done: Callable[[object, dict], None] | None = None,
+        needs: tuple[str, ...] = (),
+    ) -> None:
+        """Dispatch every queued job of these kinds until each is succeeded (or raise JobError for a
+        dead one). `build(job, attempt)` gives (Node method, request message); `parse(method, reply
+        bytes)` gives the result dict stored with the promoted attempt."""
+        missing = [c for c in needs if c not in self.capabilities_known()] if needs else []
+        if missing:
+            raise JobError(f"no node offers {', '.join(missing)}: these jobs cannot run on this farm",
+                           hint="add a node with that capability or change the request")
+        inflight: dict = {}
+        try:
+            while True:
+                if cancelled is not None and cancelled.is_set():
+                    raise CancelledError(f"project {project_id} was cancelled")
+                self._reap_dead_nodes()
+                jobs = [j for j in self.state.jobs(project_id) if j.kind in kinds]
+                dead = [j for j in jobs if j.state == "dead"]
+                if dead:
+                    raise JobError(f"job {dead[0].kind} (frames {dead[0].start_frame}-{dead[0].end_frame}) failed "
+                                   f"for good: {dead[0].error}")
+                if all(j.state == "succeeded" for j in jobs):
+                    return
+                queued = [j for j in jobs if j.state == "queued"]
+                QUEUE_DEPTH.set(len(queued))
+                for job in queued:
+                    with self._lock:
+                        node = self._pick(job.kind, needs)
+                        if node is None:
+                            break
+                        node.running += 1
+                    attempt = self.state.start_attempt(job.id, node.node_id)
+                    method, request = build(job, attempt)
+                    ref = self.gateway.call.remote(node.address, method, request.SerializeToString(), self.call_timeout_s)
+                    inflight[ref] = (job, attempt, node, method, time.time())
+                if not inflight:
+                    if not self.alive_nodes():
+                        log.warning("no_nodes_alive", project=project_id)
+                    with self._lock:
+                        self._changed.wait(0.2)
+                    continue
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.25)
+                for ref in ready:
+                    job, attempt, node, method, t0 = inflight.pop(ref)
+                    with self._lock:
+                        node.running = max(0, node.running - 1)
+                    code, payload = ray.get(ref)
+                    self._settle(job, attempt, node, method, code, payload, t0, parse, on_done)
+        finally:
+            for job, attempt, node, _, _ in inflight.values():
+                with self._lock:
+                    node.running = max(0, node.running - 1)
+
+    def _settle(self, job, attempt, node, method, code, payload, t0, parse, on_done) -> None:
+        JOB_SECONDS.labels(job.kind).observe(time.time() - t0)
+        if code == "OK":
+            result = parse(method, payload)
+            promoted = self.state.finish_attempt(attempt.id, ok=True, output_key=result.get("key"), result=result)
+            ATTEMPTS.labels(job.kind, "promoted" if promoted else "late").inc()
+            if promoted:
+                JOBS.labels(job.kind, "succeeded").inc()
+                if on_done is not None:
+                    on_done(job, result)
+            return
+        transient = code in TRANSIENT
+        log.warning("attempt_failed", job=job.id, attempt=attempt.id, node=node.node_id, code=code, error=payload,
+                    kind=job.kind)
+        ATTEMPTS.labels(job.kind, "failed").inc()
+        self.state.finish_attempt(attempt.id, ok=False, error=f"{code}: {payload}", transient=transient)
+        self.state.record_failure(node.node_id, job.kind)
+        if code == "UNAVAILABLE":
+            with self._lock:
+                node.down_until = time.time() + self.node_timeout_s
+        after = self.state.get_job(job.id)
+        if after.state == "dead":
+            JOBS.labels(job.kind, "dead").inc()

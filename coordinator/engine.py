@@ -1,0 +1,366 @@
+"""The remake pipeline of one project, stage by stage, resumable after a coordinator restart.
+
+Every stage checks what is already done (documents stored, jobs succeeded) before doing anything, so a
+restarted coordinator picks each unfinished project up where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from lookalike.coordinator import planner
+from lookalike.coordinator.report import render_report
+from lookalike.errors import CancelledError, InputError, JobError, LookalikeError
+from lookalike.obs import PROJECTS, get_logger
+from lookalike.v1 import common_pb2, node_pb2
+
+log = get_logger("engine")
+
+OUTPUT_NAMES = ("final.mp4", "project.json", "analysis.json", "plan.json", "similarity.json", "report.html")
+STAGES = ("analyzing", "planned", "rendering", "assembling", "scoring", "done")
+
+
+@dataclass
+class Watch:
+    events: list = field(default_factory=list)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+
+def out_key(project_id: str, name: str) -> str:
+    return f"projects/{project_id}/out/{name}"
+
+
+class Engine:
+    def __init__(self, settings, state, store, dispatcher) -> None:
+        self.settings = settings
+        self.state = state
+        self.store = store
+        self.dispatcher = dispatcher
+        self._threads: dict[str, threading.Thread] = {}
+        self._cancel: dict[str, threading.Event] = {}
+        self._watch: dict[str, Watch] = {}
+        self._lock = threading.Lock()
+
+    # -- progress -----------------------------------------------------------------------------
+    def _w(self, project_id: str) -> Watch:
+        with self._lock:
+            return self._watch.setdefault(project_id, Watch())
+
+    def emit(self, project_id: str, stage: str, done: int = 0, total: int = 0, message: str = "",
+             state: str | None = None, error: str = "") -> None:
+        ev = {"project_id": project_id, "stage": stage, "done": done, "total": total, "message": message,
+              "state": state or stage, "time": time.time(), "error": error}
+        w = self._w(project_id)
+        with w.cond:
+            w.events.append(ev)
+            w.cond.notify_all()
+
+    def watch(self, project_id: str, *, timeout_s: float = 24 * 3600) -> Iterator[dict]:
+        """Progress events of a project until it ends; starts with its present state."""
+        p = self.state.get_project(project_id)
+        yield {"project_id": project_id, "stage": p.stage or p.state, "done": 0, "total": 0, "message": "",
+               "state": p.state, "time": time.time(), "error": p.error or ""}
+        w = self._w(project_id)
+        seen = len(w.events)
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            with w.cond:
+                while len(w.events) <= seen:
+                    p = self.state.get_project(project_id)
+                    if p.state in ("done", "failed", "cancelled"):
+                        yield {"project_id": project_id, "stage": p.state, "done": 1, "total": 1, "message": "",
+                               "state": p.state, "time": time.time(), "error": p.error or ""}
+                        return
+                    w.cond.wait(0.5)
+                new = w.events[seen:]
+                seen = len(w.events)
+            for ev in new:
+                yield ev
+                if ev["state"] in ("done", "failed", "cancelled"):
+                    return
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def submit(self, tenant: str, name: str, sample_key: str, subject_key: str, options: dict):
+        opts = dict(options, sample_key=sample_key, subject_key=subject_key)
+        project = self.state.create_project(tenant, name, opts)
+        self.start(project.id)
+        return project
+
+    def start(self, project_id: str) -> None:
+        with self._lock:
+            t = self._threads.get(project_id)
+            if t is not None and t.is_alive():
+                return
+            self._cancel[project_id] = threading.Event()
+            t = threading.Thread(target=self._run, args=(project_id,), name=f"project-{project_id[:8]}", daemon=True)
+            self._threads[project_id] = t
+        t.start()
+
+    def resume_unfinished(self) -> list[str]:
+        # Attempts that were running when the last coordinator stopped have no one waiting for them:
+        # their jobs go back to the queue, and fencing refuses their results if they ever arrive.
+        self.state.requeue_stale(0.0)
+        ids = []
+        for p in self.state.unfinished_projects():
+            ids.append(p.id)
+            self.start(p.id)
+        if ids:
+            log.info("projects_resumed", count=len(ids))
+        return ids
+
+    def cancel(self, project_id: str):
+        ev = self._cancel.get(project_id)
+        if ev is not None:
+            ev.set()
+        self.state.cancel_project(project_id)
+        self.emit(project_id, "cancelled", state="cancelled")
+        PROJECTS.labels("cancelled").inc()
+        return self.state.get_project(project_id)
+
+    def join(self, project_id: str, timeout: float | None = None) -> None:
+        t = self._threads.get(project_id)
+        if t is not None:
+            t.join(timeout)
+
+    # -- the pipeline -------------------------------------------------------------------------
+    def _stage(self, project_id: str, state: str, progress: float) -> None:
+        self.state.set_project_state(project_id, state, stage=state, progress=progress)
+        self.emit(project_id, state, message=f"{state}")
+
+    def _run(self, project_id: str) -> None:
+        cancelled = self._cancel[project_id]
+        try:
+            p = self.state.get_project(project_id)
+            opts = p.options
+            analysis = self._analyze(project_id, opts, cancelled)
+            plan = self.state.get_document(project_id, "plan")
+            if plan is None:
+                plan = planner.make_plan(analysis, seed=int(opts.get("seed") or 0))
+                self.state.put_document(project_id, "plan", plan)
+            self._stage(project_id, "rendering", 0.3)
+            segments, audio_key = self._render(project_id, plan, analysis, opts, cancelled)
+            self._stage(project_id, "assembling", 0.8)
+            self._assemble(project_id, segments, audio_key, plan, cancelled)
+            self._stage(project_id, "scoring", 0.9)
+            similarity = self._score(project_id, opts, analysis, plan, cancelled)
+            self._write_outputs(project_id, analysis, plan, similarity)
+            self.state.set_project_state(project_id, "done", stage="done", progress=1.0)
+            self.emit(project_id, "done", 1, 1, state="done")
+            PROJECTS.labels("done").inc()
+            log.info("project_done", project=project_id)
+        except CancelledError:
+            log.info("project_cancelled", project=project_id)
+        except LookalikeError as exc:
+            self._fail(project_id, exc)
+        except Exception as exc:  # noqa: BLE001 - a project must end in a state, never hang
+            log.error("project_crashed", project=project_id, error=repr(exc), tb=traceback.format_exc())
+            self._fail(project_id, exc)
+
+    def _fail(self, project_id: str, exc: BaseException) -> None:
+        kind = type(exc).__name__ if isinstance(exc, LookalikeError) else "LookalikeError"
+        message = f"{kind}: {exc}"
+        self.state.set_project_state(project_id, "failed", error=message)
+        self.emit(project_id, "failed", state="failed", error=message)
+        PROJECTS.labels("failed").inc()
+        log.warning("project_failed", project=project_id, error=message)
+
+    def _ctx(self, job, attempt) -> node_pb2.JobContext:
+        return node_pb2.JobContext(project_id=job.project_id, job_id=job.id, attempt_id=attempt.id)
+
+    def _analyze(self, project_id: str, opts: dict, cancelled) -> dict:
+        analysis = self.state.get_document(project_id, "analysis")
+        if analysis is not None:
+            return analysis
+        self._stage(project_id, "analyzing", 0.0)
+        sample_key = opts["sample_key"]
+        info = self.probe(sample_key, check="sample")
+        jobs = self.state.jobs(project_id)
+        if not any(j.kind.startswith("analyze") for j in jobs):
+            ranges = planner.analysis_ranges(info["n_frames"], max(1, len(self.dispatcher.alive_nodes())))
+            specs = [{"kind": "analyze_range", "scene_index": -1, "start_frame": a, "end_frame": b, "spec": {},
+                      "max_attempts": self.settings.max_attempts} for a, b in ranges]
+            specs.append({"kind": "analyze_audio", "scene_index": -1, "start_frame": 0, "end_frame": 0, "spec": {},
+                          "max_attempts": self.settings.max_attempts})
+            self.state.add_jobs(project_id, specs)
+        total = info["n_frames"]
+        done = [0]
+
+        def build(job, attempt):
+            req = node_pb2.AnalyzeRequest(ctx=self._ctx(job, attempt), sample_key=sample_key,
+                                          audio=job.kind == "analyze_audio")
+            req.range.start_frame, req.range.end_frame = job.start_frame, job.end_frame
+            return "Analyze", req
+
+        def on_done(job, result):
+            done[0] += job.end_frame - job.start_frame
+            self.emit(project_id, "analyzing", done[0], total, f"analyzed frames {job.start_frame}-{job.end_frame}")
+
+        self.dispatcher.run(project_id, {"analyze_range", "analyze_audio"}, build, _parse_features,
+                            cancelled=cancelled, on_done=on_done)
+        jobs = self.state.jobs(project_id)
+        ranges = sorted((j for j in jobs if j.kind == "analyze_range"), key=lambda j: j.start_frame)
+        audio = next(j for j in jobs if j.kind == "analyze_audio")
+        if not any(j.kind == "analyze_merge" for j in jobs):
+            self.state.add_jobs(project_id, [{"kind": "analyze_merge", "scene_index": -1, "start_frame": 0,
+                                              "end_frame": info["n_frames"], "spec": {},
+                                              "max_attempts": self.settings.max_attempts}])
+
+        def build_merge(job, attempt):
+            req = node_pb2.AnalyzeRequest(
+                ctx=self._ctx(job, attempt), sample_key=sample_key,
+                range_features_json=[json.dumps(j.result["features"]) for j in ranges],
+                audio_features_json=json.dumps(audio.result["features"]),
+            )
+            return "Analyze", req
+
+        self.dispatcher.run(project_id, {"analyze_merge"}, build_merge, _parse_features, cancelled=cancelled)
+        merged = next(j for j in self.state.jobs(project_id) if j.kind == "analyze_merge").result["features"]
+        merged["source"]["path"] = opts.get("sample_name") or merged["source"].get("path")
+        self.state.put_document(project_id, "analysis", merged)
+        self.state.set_project_state(project_id, "planned", stage="planned", progress=0.25)
+        return merged
+
+    def probe(self, key: str, *, check: str = "") -> dict:
+        """Probe a stored file on some node (raises InputError for media that cannot be used)."""
+        return self.dispatcher.call_any("Probe", node_pb2.ProbeRequest(key=key, check=check), node_pb2.ProbeReply,
+                                        lambda r: json.loads(r.info_json))
+
+    def _render(self, project_id: str, plan: dict, analysis: dict, opts: dict, cancelled):
+        fmt_doc = plan["format"]
+        fmt = common_pb2.VideoFormat(
+            width=fmt_doc["width"], height=fmt_doc["height"], codec=opts.get("codec") or "libx264",
+            crf=int(opts.get("crf") or 20), preset="veryfast",
+            fps=common_pb2.Rational(num=fmt_doc["fps_num"], den=fmt_doc["fps_den"]),
+        )
+        scenes = {s["index"]: s for s in plan["scenes"]}
+        jobs = self.state.jobs(project_id)
+        if not any(j.kind == "render_range" for j in jobs):
+            specs = planner.range_jobs(plan, int(opts.get("chunk_frames") or self.settings.chunk_frames),
+                                       self.settings.max_attempts)
+            specs.append({"kind": "render_audio", "scene_index": -1, "start_frame": 0, "end_frame": 0, "spec": {},
+                          "max_attempts": self.settings.max_attempts})
+            self.state.add_jobs(project_id, specs)
+        total = fmt_doc["n_frames"]
+        done = [sum(j.end_frame - j.start_frame for j in self.state.jobs(project_id, kind="render_range")
+                    if j.state == "succeeded")]
+
+        def build(job, attempt):
+            key = f"projects/{project_id}/attempts/{job.id}/{attempt.id}"
+            if job.kind == "render_audio":
+                return "RenderAudio", node_pb2.RenderAudioRequest(
+                    ctx=self._ctx(job, attempt), plan_json=json.dumps(plan), analysis_json=json.dumps(analysis),
+                    sample_key=opts["sample_key"], keep_audio=bool(opts.get("keep_audio")), output_key=key + ".m4a",
+                    duration_s=float(fmt_doc["duration_s"]), seed=int(opts.get("seed") or 0),
+                )
+            scene = scenes[job.scene_index]
+            req = node_pb2.RenderRangeRequest(
+                ctx=self._ctx(job, attempt), scene_json=json.dumps(scene), format=fmt,
+                subject_key=opts.get("subject_key") or "", seed=scene["seed"], output_key=key + ".mp4",
+                sample_key=opts["sample_key"], keep_video=bool(opts.get("keep_video")),
+            )
+            req.range.start_frame, req.range.end_frame = job.start_frame, job.end_frame
+            return "RenderRange", req
+
+        def on_done(job, result):
+            if job.kind == "render_range":
+                done[0] += job.end_frame - job.start_frame
+                self.emit(project_id, "rendering", done[0], total,
+                          f"scene {job.scene_index}: frames {job.start_frame}-{job.end_frame}")
+
+        self.dispatcher.run(project_id, {"render_range", "render_audio"}, build, _parse_reply,
+                            cancelled=cancelled, on_done=on_done)
+        jobs = self.state.jobs(project_id)
+        ranges = sorted((j for j in jobs if j.kind == "render_range"), key=lambda j: j.start_frame)
+        covered = [(j.start_frame, j.end_frame) for j in ranges]
+        expected_start = 0
+        for a, b in covered:
+            if a != expected_start:
+                raise JobError(f"rendered ranges leave a gap at frame {expected_start}")
+            expected_start = b
+        if expected_start != total:
+            raise JobError(f"rendered ranges end at frame {expected_start}, the plan has {total}")
+        audio = next(j for j in jobs if j.kind == "render_audio")
+        return [j.result["key"] for j in ranges], audio.result["key"]
+
+    def _assemble(self, project_id: str, segments: list[str], audio_key: str, plan: dict, cancelled) -> None:
+        if not any(j.kind == "assemble" for j in self.state.jobs(project_id)):
+            self.state.add_jobs(project_id, [{"kind": "assemble", "scene_index": -1, "start_frame": 0,
+                                              "end_frame": plan["format"]["n_frames"], "spec": {},
+                                              "max_attempts": self.settings.max_attempts}])
+
+        def build(job, attempt):
+            return "Assemble", node_pb2.AssembleRequest(
+                ctx=self._ctx(job, attempt), segment_keys=segments, audio_key=audio_key,
+                output_key=f"projects/{project_id}/attempts/{job.id}/{attempt.id}.mp4",
+                expected_frames=plan["format"]["n_frames"],
+            )
+
+        self.dispatcher.run(project_id, {"assemble"}, build, _parse_reply, cancelled=cancelled)
+        job = next(j for j in self.state.jobs(project_id) if j.kind == "assemble")
+        self.store.copy(job.result["key"], out_key(project_id, "final.mp4"))
+
+    def _score(self, project_id: str, opts: dict, analysis: dict, plan: dict, cancelled) -> dict:
+        doc = self.state.get_document(project_id, "similarity")
+        if doc is not None:
+            return doc
+        if not any(j.kind == "score" for j in self.state.jobs(project_id)):
+            self.state.add_jobs(project_id, [{"kind": "score", "scene_index": -1, "start_frame": 0, "end_frame": 0,
+                                              "spec": {}, "max_attempts": self.settings.max_attempts}])
+
+        def build(job, attempt):
+            return "Score", node_pb2.ScoreRequest(
+                ctx=self._ctx(job, attempt), sample_key=opts["sample_key"], output_key=out_key(project_id, "final.mp4"),
+                analysis_json=json.dumps(analysis), plan_json=json.dumps(plan),
+            )
+
+        self.dispatcher.run(project_id, {"score"}, build, _parse_reply, cancelled=cancelled)
+        doc = next(j for j in self.state.jobs(project_id) if j.kind == "score").result["similarity"]
+        self.state.put_document(project_id, "similarity", doc)
+        return doc
+
+    def _write_outputs(self, project_id: str, analysis: dict, plan: dict, similarity: dict) -> None:
+        p = self.state.get_project(project_id)
+        jobs = self.state.jobs(project_id)
+        project_doc = {
+            "schema": "lookalike.project/1",
+            "id": p.id,
+            "name": p.name,
+            "created": p.created,
+            "options": {k: v for k, v in p.options.items() if not k.endswith("_key")},
+            "jobs": {kind: sum(1 for j in jobs if j.kind == kind) for kind in sorted({j.kind for j in jobs})},
+            "attempts": sum(j.attempts_used for j in jobs),
+            "outputs": list(OUTPUT_NAMES),
+        }
+        for name, doc in (("project.json", project_doc), ("analysis.json", analysis), ("plan.json", plan),
+                          ("similarity.json", similarity)):
+            self.store.put_bytes(out_key(project_id, name), json.dumps(doc, indent=2).encode())
+        self.store.put_bytes(out_key(project_id, "report.html"), render_report(analysis, plan, similarity).encode())
+
+    def output(self, project_id: str, name: str) -> str:
+        if name not in OUTPUT_NAMES:
+            raise InputError(f"no output named {name!r}; outputs are {', '.join(OUTPUT_NAMES)}")
+        return out_key(project_id, name)
+
+
+def _parse_features(method: str, payload: bytes) -> dict:
+    reply = node_pb2.AnalyzeReply.FromString(payload)
+    return {"key": None, "features": json.loads(reply.features_json)}
+
+
+def _parse_reply(method: str, payload: bytes) -> dict:
+    if method == "RenderAudio":
+        r = node_pb2.AudioReply.FromString(payload)
+        return {"key": r.key, "lufs": r.lufs, "peak_db": r.true_peak_db, "duration_s": r.duration_s}
+    if method == "Assemble":
+        r = node_pb2.AssembleReply.FromString(payload)
+        return {"key": r.key, "n_frames": r.n_frames, "bytes": r.bytes, "info": json.loads(r.info_json)}
+    if method == "Score":
+        r = node_pb2.ScoreReply.FromString(payload)
+        return {"key": None, "similarity": json.loads(r.similarity_json)}
+    r = node_pb2.SegmentReply.FromString(payload)
+    return {"key": r.key, "n_frames": r.n_frames, "bytes": r.bytes, "sha256": r.sha256, "seconds": r.seconds}

@@ -1,0 +1,72 @@
+"""One settings object, read once at start-up (command line, then LOOKALIKE_* environment)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a coordinator, a node or the CLI needs to know before it starts.
+
+    Library code takes these values as arguments; only `from_env` reads the environment.
+    """
+
+    home: Path = field(default_factory=lambda: Path(".lookalike"))
+    db_url: str | None = None  # default: sqlite under home
+    store_url: str | None = None  # default: a folder under home
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    ray_address: str | None = None  # None: a local Ray started by the coordinator
+    chunk_frames: int = 48  # frames per range job (scene-aligned)
+    max_attempts: int = 3
+    heartbeat_s: float = 1.0
+    node_timeout_s: float = 6.0  # a node silent this long is presumed dead
+    call_timeout_s: float = 300.0  # one node call (a hung node past this is abandoned)
+    embedded_nodes: int = 2
+    max_upload_bytes: int = 4 << 30
+    max_duration_s: float = 3600.0
+    log_level: str = "info"
+
+    @property
+    def resolved_db_url(self) -> str:
+        return self.db_url or f"sqlite:///{(self.home / 'state.db').resolve()}"
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"file://{(self.home / 'store').resolve()}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from LOOKALIKE_* variables, then explicit overrides (None means 'not given')."""
+        env = dict(os.environ if env is None else env)
+        base = cls()
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"LOOKALIKE_{f.name.upper()}")
+            if raw is None:
+                continue
+            current = getattr(base, f.name)
+            if isinstance(current, bool):
+                values[f.name] = raw.lower() in ("1", "true", "yes")
+            elif isinstance(current, int):
+                values[f.name] = int(raw)
+            elif isinstance(current, float):
+                values[f.name] = float(raw)
+            elif isinstance(current, Path):
+                values[f.name] = Path(raw)
+            else:
+                values[f.name] = raw
+        # The S3 keys have the names scripts already use.
+        values.setdefault("s3_access_key", env.get("LOOKALIKE_S3_ACCESS_KEY"))
+        values.setdefault("s3_secret_key", env.get("LOOKALIKE_S3_SECRET_KEY"))
+        return dataclasses.replace(base, **{k: v for k, v in values.items() if v is not None}).replace(
+            **overrides
+        )

@@ -1,0 +1,314 @@
+"""What a node does, as plain library code: the gRPC servicer in server.py is a thin adapter over it,
+and tests call it directly.
+
+Media crosses machines only through the segment store: inputs are read by key (in place for the
+folder store, through a local cache for S3), outputs are written under the attempt's key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.errors import InputError
+from lookalike.obs import BYTES_STORED, FRAMES, get_logger
+
+log = get_logger("node")
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    key: str
+    n_frames: int
+    bytes: int
+    sha256: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Format:
+    width: int
+    height: int
+    fps: Fraction
+    codec: str = "libx264"
+    crf: int = 20
+    preset: str = "veryfast"
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class NodeRuntime:
+    """One node's work. Thread-safe: the gRPC server calls it from several threads."""
+
+    def __init__(self, store, *, node_id: str = "local", cache_dir: str | None = None) -> None:
+        self.store = store
+        self.node_id = node_id
+        self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="lookalike-node-"))
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._renderers: dict[tuple, object] = {}
+        self._subjects: dict[str, np.ndarray] = {}
+
+    # -- store access -------------------------------------------------------------------------
+    def local(self, key: str) -> str:
+        """A local file path holding the object at `key` (in place for a folder store)."""
+        path = self.store.local_path(key)
+        if path is not None:
+            if not os.path.exists(path):
+                from lookalike.errors import NotFoundError
+
+                raise NotFoundError(f"no object {key!r} in the segment store {self.store.url}")
+            return path
+        dest = self.cache_dir / "objects" / key
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self.store.get_file(key, str(dest))
+        return str(dest)
+
+    def _scratch(self, suffix: str) -> str:
+        fd, path = tempfile.mkstemp(suffix=suffix, dir=self.cache_dir)
+        os.close(fd)
+        return path
+
+    def _put(self, key: str, path: str, kind: str) -> tuple[int, str]:
+        size = os.path.getsize(path)
+        digest = _sha256(path)
+        self.store.put_file(key, path)
+        BYTES_STORED.labels(kind).inc(size)
+        return size, digest
+
+    # -- probing and analysis -----------------------------------------------------------------
+    def probe(self, key: str, check: str = "") -> dict:
+        """MediaInfo of a stored file; check="sample" also refuses what cannot be remade, check="subject"
+        refuses what is not an image."""
+        from lookalike.nodes import media
+
+        path = self.local(key)
+        if check == "subject":
+            from lookalike.nodes import generate
+
+            rgba = generate.load_subject(path)
+            return {"width": int(rgba.shape[1]), "height": int(rgba.shape[0]), "kind": "image"}
+        info = media.probe(path)
+        if check == "sample":
+            media.validate_sample(info)
+        return media_info_dict(info)
+
+    def analyze_range(self, sample_key: str, start: int, end: int) -> dict:
+        from lookalike.nodes import analysis
+
+        feats = analysis.analyze_range(self.local(sample_key), start, end)
+        FRAMES.labels("analyze", self.node_id).inc(max(0, end - start))
+        return feats
+
+    def analyze_audio(self, sample_key: str) -> dict:
+        from lookalike.nodes import analysis
+
+        return analysis.analyze_audio(self.local(sample_key))
+
+    def merge_analysis(self, sample_key: str, ranges: list[dict], audio: dict) -> dict:
+        from lookalike.nodes import analysis
+
+        return analysis.merge_ranges(self.local(sample_key), ranges, audio)
+
+    def decode(self, key: str, start: int, end: int, size: tuple[int, int] | None) -> Iterator[tuple[int, float, np.ndarray]]:
+        from lookalike.nodes import media
+
+        yield from media.iter_frames(self.local(key), start, end, size=size)
+
+    # -- rendering ----------------------------------------------------------------------------
+    def _subject(self, subject_key: str, seed: int) -> np.ndarray:
+        from lookalike.nodes import generate
+
+        cache_key = subject_key or f"synth:{seed}"
+        with self._lock:
+            if cache_key not in self._subjects:
+                self._subjects[cache_key] = (
+                    generate.load_subject(self.local(subject_key)) if subject_key else generate.synth_subject(seed)
+                )
+            return self._subjects[cache_key]
+
+    def _renderer(self, scene: dict, fmt: Format, subject_key: str, seed: int):
+        from lookalike.nodes import generate
+
+        key = (json.dumps(scene, sort_keys=True), fmt.width, fmt.height, subject_key, seed)
+        with self._lock:
+            r = self._renderers.get(key)
+        if r is None:
+            r = generate.SceneRenderer(scene, fmt.width, fmt.height, self._subject(subject_key, seed), seed)
+            with self._lock:
+                if len(self._renderers) > 8:
+                    self._renderers.clear()
+                self._renderers[key] = r
+        return r
+
+    def render_range(
+        self,
+        scene: dict,
+        start: int,
+        end: int,
+        fmt: Format,
+        output_key: str,
+        *,
+        subject_key: str = "",
+        seed: int = 0,
+        keep_video: bool = False,
+        sample_key: str = "",
+    ) -> SegmentResult:
+        """Generate frames [start, end) of one scene, encode them as one closed-GOP segment, verify it,
+        and put it in the store under `output_key` (which names the attempt)."""
+        if not scene["start_frame"] <= start < end <= scene["end_frame"]:
+            raise InputError(
+                f"range [{start}, {end}) is not inside scene {scene.get('index')} "
+                f"[{scene['start_frame']}, {scene['end_frame']})"
+            )
+        t0 = time.perf_counter()
+        if keep_video:
+            from lookalike.nodes import media
+
+            frames: Iterable[np.ndarray] = (
+                f for _, _, f in media.iter_frames(self.local(sample_key), start, end, size=(fmt.width, fmt.height))
+            )
+        else:
+            renderer = self._renderer(scene, fmt, subject_key, seed)
+            frames = (renderer.frame(i) for i in range(start, end))
+        return self.encode(frames, fmt, output_key, expected=end - start, t0=t0, stage="render")
+
+    def encode(
+        self, frames: Iterable[np.ndarray], fmt: Format, output_key: str, *, expected: int | None, t0: float | None = None,
+        stage: str = "encode",
+    ) -> SegmentResult:
+        from lookalike.nodes import media
+
+        t0 = time.perf_counter() if t0 is None else t0
+        tmp = self._scratch(".mp4")
+        try:
+            n = 0
+            with media.SegmentWriter(
+                tmp, width=fmt.width, height=fmt.height, fps=fmt.fps, codec=fmt.codec, crf=fmt.crf, preset=fmt.preset
+            ) as w:
+                for frame in frames:
+                    w.write(frame)
+                    n += 1
+            if expected is not None and n != expected:
+                from lookalike.errors import JobError
+
+                raise JobError(f"produced {n} frames where {expected} were asked for")
+            media.verify_segment(tmp, expected_frames=n, fps=fmt.fps)
+            FRAMES.labels(stage, self.node_id).inc(n)
+            size, digest = self._put(output_key, tmp, "segment")
+        finally:
+            os.unlink(tmp)
+        return SegmentResult(output_key, n, size, digest, time.perf_counter() - t0)
+
+    def grade(self, input_key: str, grade: dict, fmt: Format, output_key: str) -> SegmentResult:
+        """Re-grade a segment toward a target grade (the measured grade of a sample scene)."""
+        from lookalike.kernels import grade as kgrade
+        from lookalike.nodes import media
+
+        frames = (
+            kgrade.match_grade(f, grade) for _, _, f in media.iter_frames(self.local(input_key), size=(fmt.width, fmt.height))
+        )
+        return self.encode(frames, fmt, output_key, expected=None, stage="grade")
+
+    # -- audio and assembly -------------------------------------------------------------------
+    def render_audio(
+        self, plan: dict, analysis_doc: dict, output_key: str, *, duration_s: float, seed: int = 0,
+        keep_audio: bool = False, sample_key: str = "",
+    ) -> dict:
+        """The whole timeline's audio, rendered once: a new music bed at the sample's tempo and
+        loudness (or, behind keep_audio, the sample's own track)."""
+        import pyloudnorm
+
+        from lookalike.nodes import media, music
+
+        rate = 48000
+        audio = analysis_doc.get("audio") or {}
+        if keep_audio and sample_key:
+            got = media.read_audio(self.local(sample_key), rate=rate, mono=False)
+            if got is None:
+                raise InputError("--keep-audio was asked for, but the sample has no audio track")
+            samples = got[0]
+        else:
+            target = audio.get("lufs")
+            target = -16.0 if target is None or not np.isfinite(target) else float(np.clip(target, -40.0, -6.0))
+            sections = [s["start_s"] for s in plan.get("scenes", [])[1:]]
+            samples = music.render_music(
+                duration_s,
+                audio.get("tempo_bpm") or 120.0,
+                rate=rate,
+                key=audio.get("key"),
+                target_lufs=target,
+                seed=seed,
+                section_starts_s=tuple(sections),
+            )
+        samples = np.asarray(samples, dtype=np.float32)
+        meter = pyloudnorm.Meter(rate)
+        lufs = float(meter.integrated_loudness(samples.T if samples.ndim == 2 else samples))
+        peak = float(20 * np.log10(max(float(np.max(np.abs(samples))), 1e-9)))
+        tmp = self._scratch(".m4a")
+        try:
+            media.write_audio(tmp, samples, rate)
+            self._put(output_key, tmp, "audio")
+        finally:
+            os.unlink(tmp)
+        return {"key": output_key, "lufs": lufs, "peak_db": peak, "duration_s": samples.shape[-1] / rate}
+
+    def assemble(self, segment_keys: list[str], audio_key: str, output_key: str, expected_frames: int) -> dict:
+        from lookalike.errors import JobError
+        from lookalike.nodes import media
+
+        paths = [self.local(k) for k in segment_keys]
+        audio = self.local(audio_key) if audio_key else None
+        tmp = self._scratch(".mp4")
+        try:
+            info = media.concat_segments(paths, tmp, audio_path=audio)
+            if expected_frames and info.n_frames != expected_frames:
+                raise JobError(f"assembled {info.n_frames} frames where the plan has {expected_frames}")
+            FRAMES.labels("assemble", self.node_id).inc(info.n_frames)
+            size, _ = self._put(output_key, tmp, "final")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return {"key": output_key, "n_frames": info.n_frames, "bytes": size, "info": media_info_dict(info)}
+
+    def score(self, sample_key: str, output_key: str, analysis_doc: dict, plan: dict) -> dict:
+        from lookalike.nodes import score
+
+        return score.score(self.local(sample_key), self.local(output_key), analysis_doc, plan)
+
+
+def media_info_dict(info) -> dict:
+    d = {
+        "path": os.path.basename(str(info.path)),
+        "container": info.container,
+        "duration_s": info.duration_s,
+        "fps": float(info.fps),
+        "fps_num": info.fps.numerator,
+        "fps_den": info.fps.denominator,
+        "n_frames": info.n_frames,
+        "width": info.width,
+        "height": info.height,
+        "rotation_deg": info.rotation_deg,
+        "has_video": info.has_video,
+        "has_audio": info.has_audio,
+        "video_codec": info.video_codec,
+        "variable_frame_rate": info.variable_frame_rate,
+    }
+    return d
