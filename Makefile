@@ -1,0 +1,27 @@
+# The two commands of README.md: `make remake` runs the main job, `make test` runs the tests.
+# Both set up .venv from the project's own files first (idempotent).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SAMPLE ?= ../shared/media/samples/big_buck_bunny_0_30.webm
+OUT ?= out
+PYTEST_ARGS ?=
+
+$(BIN)/lookalike: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(BIN)/lookalike
+
+.PHONY: setup remake test lint
+setup: $(BIN)/lookalike
+
+remake: setup
+	$(BIN)/lookalike remake $(SAMPLE) --out $(OUT)
+
+test: setup
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .

@@ -1,0 +1,44 @@
+from lookalike.coordinator import planner
+
+
+def _analysis(cuts, n):
+    bounds = [0, *cuts, n]
+    scenes = [
+        {"index": i, "start_frame": a, "end_frame": b, "start_s": a / 24, "end_s": b / 24,
+         "transition_in": {"kind": "cut" if i else "none"},
+         "palette": [{"rgb": [10, 20, 30], "weight": 1.0}], "grade": {"exposure": 0.1},
+         "camera": {"motion": "pan_left", "trajectory": [[0, 0, 1, 0]] * (b - a)}}
+        for i, (a, b) in enumerate(zip(bounds, bounds[1:]))
+    ]
+    return {"source": {"width": 640, "height": 360, "fps": 24.0, "fps_num": 24, "fps_den": 1, "n_frames": n,
+                       "duration_s": n / 24}, "scenes": scenes, "audio": {"tempo_bpm": 120.0, "lufs": -18.0}}
+
+
+def test_plan_keeps_every_scene_boundary_and_length():
+    plan = planner.make_plan(_analysis([283, 376, 551], 720), seed=7)
+    assert [(s["start_frame"], s["end_frame"]) for s in plan["scenes"]] == [(0, 283), (283, 376), (376, 551), (551, 720)]
+    assert plan["schema"] == "lookalike.plan/1"
+    assert plan["format"]["n_frames"] == 720
+    assert plan["scenes"][1]["camera"]["motion"] == "pan_left"
+    # Seeds are per scene and stable, whatever renders them.
+    again = planner.make_plan(_analysis([283, 376, 551], 720), seed=7)
+    assert [s["seed"] for s in plan["scenes"]] == [s["seed"] for s in again["scenes"]]
+    assert len({s["seed"] for s in plan["scenes"]}) == 4
+
+
+def test_range_jobs_cover_every_frame_once_and_never_cross_a_scene():
+    plan = planner.make_plan(_analysis([283, 376, 551], 720))
+    jobs = planner.range_jobs(plan, 48, 3)
+    covered = [f for j in jobs for f in range(j["start_frame"], j["end_frame"])]
+    assert covered == list(range(720))
+    for j in jobs:
+        s = plan["scenes"][j["scene_index"]]
+        assert s["start_frame"] <= j["start_frame"] < j["end_frame"] <= s["end_frame"]
+        assert j["end_frame"] - j["start_frame"] >= 12 or j["end_frame"] - j["start_frame"] == s["n_frames"]
+
+
+def test_analysis_ranges_split_evenly():
+    assert planner.analysis_ranges(720, 2) == [(0, 360), (360, 720)]
+    assert planner.analysis_ranges(100, 4) == [(0, 100)]
+    r = planner.analysis_ranges(1000, 3)
+    assert r[0][0] == 0 and r[-1][1] == 1000 and all(a[1] == b[0] for a, b in zip(r, r[1:]))
