@@ -1030,10 +1030,11 @@ def _job_values(project_id: str, index: int, spec: Mapping[str, Any]) -> dict[st
     if not isinstance(max_attempts, int) or max_attempts < 1:
         raise InputError(f"job spec {index}: max_attempts must be a positive integer, not {max_attempts!r}")
     start, end = spec.get("start_frame"), spec.get("end_frame")
-    if start is not None and end is not None and not 0 <= start < end:
+    # An empty range (0, 0) is allowed: jobs that cover no frames (audio, score) use it.
+    if start is not None and end is not None and not 0 <= start <= end:
         raise InputError(
-            f"job spec {index}: frame range [{start}, {end}) is empty or negative",
-            hint="end_frame is exclusive and must be greater than start_frame",
+            f"job spec {index}: frame range [{start}, {end}) is reversed or negative",
+            hint="end_frame is exclusive and may not be less than start_frame",
         )
     return {
         "kind": spec["kind"],

@@ -196,7 +196,7 @@ def test_concurrent_document_puts_get_distinct_versions(state: StateStore) -> No
 
 def test_add_and_filter_jobs(state: StateStore) -> None:
     pid, ids = _render_jobs(state, n=3)
-    state.add_jobs(pid, [{"kind": "assemble"}])
+    state.add_jobs(pid, [{"kind": "assemble", "scene_index": -1, "start_frame": 0, "end_frame": 0}])
     jobs = state.jobs(pid)
     assert [j.kind for j in jobs] == ["render", "render", "render", "assemble"]
     assert [j.id for j in jobs[:3]] == ids and all(_is_uuid4_hex(i) for i in ids)
@@ -211,7 +211,9 @@ def test_add_and_filter_jobs(state: StateStore) -> None:
     with pytest.raises(InputError, match="kind"):
         state.add_jobs(pid, [{"scene_index": 0}])
     with pytest.raises(InputError, match="frame range"):
-        state.add_jobs(pid, [{"kind": "render", "start_frame": 10, "end_frame": 10}])
+        state.add_jobs(pid, [{"kind": "render", "start_frame": 10, "end_frame": 9}])
+    with pytest.raises(InputError, match="frame range"):
+        state.add_jobs(pid, [{"kind": "render", "start_frame": -1, "end_frame": 9}])
     with pytest.raises(InputError, match="max_attempts"):
         state.add_jobs(pid, [{"kind": "render", "max_attempts": 0}])
     with pytest.raises(NotFoundError):
