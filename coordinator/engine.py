@@ -63,8 +63,8 @@ class Engine:
     def watch(self, project_id: str, *, timeout_s: float = 24 * 3600) -> Iterator[dict]:
         """Progress events of a project until it ends; starts with its present state."""
         p = self.state.get_project(project_id)
-        yield {"project_id": project_id, "stage": p.stage or p.state, "done": 0, "total": 0, "message": "",
-               "state": p.state, "time": time.time(), "error": p.error or ""}
+        yield {"project_id": project_id, "stage": p.stage or p.state.value, "done": 0, "total": 0, "message": "",
+               "state": p.state.value, "time": time.time(), "error": p.error or ""}
         w = self._w(project_id)
         seen = len(w.events)
         deadline = time.time() + timeout_s
@@ -72,9 +72,9 @@ class Engine:
             with w.cond:
                 while len(w.events) <= seen:
                     p = self.state.get_project(project_id)
-                    if p.state in ("done", "failed", "cancelled"):
-                        yield {"project_id": project_id, "stage": p.state, "done": 1, "total": 1, "message": "",
-                               "state": p.state, "time": time.time(), "error": p.error or ""}
+                    if p.state.value in ("done", "failed", "cancelled"):
+                        yield {"project_id": project_id, "stage": p.state.value, "done": 1, "total": 1, "message": "",
+                               "state": p.state.value, "time": time.time(), "error": p.error or ""}
                         return
                     w.cond.wait(0.5)
                 new = w.events[seen:]
@@ -330,7 +330,7 @@ class Engine:
             "schema": "lookalike.project/1",
             "id": p.id,
             "name": p.name,
-            "created": p.created,
+            "created": p.created_at,
             "options": {k: v for k, v in p.options.items() if not k.endswith("_key")},
             "jobs": {kind: sum(1 for j in jobs if j.kind == kind) for kind in sorted({j.kind for j in jobs})},
             "attempts": sum(j.attempts_used for j in jobs),

@@ -27,10 +27,11 @@ _SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
 
 def _project_msg(p) -> coordinator_pb2.Project:
+    state = getattr(p.state, "value", p.state)
     return coordinator_pb2.Project(
-        project_id=p.id, name=p.name or "", state=p.state, stage=p.stage or "", progress=p.progress or 0.0,
-        error=p.error or "", outputs=list(OUTPUT_NAMES) if p.state == "done" else [], created=p.created,
-        updated=p.updated,
+        project_id=p.id, name=p.name or "", state=state, stage=p.stage or "", progress=p.progress or 0.0,
+        error=p.error or "", outputs=list(OUTPUT_NAMES) if state == "done" else [], created=p.created_at,
+        updated=p.updated_at,
     )
 
 
@@ -92,8 +93,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     # -- projects -----------------------------------------------------------------------------
     def _project(self, project_id: str):
-        p = self.state.get_project(project_id) if re.fullmatch(r"[0-9a-f]{32}", project_id or "") else None
-        if p is None or p.tenant != TENANT:
+        if not re.fullmatch(r"[0-9a-f]{32}", project_id or ""):
+            raise NotFoundError(f"no project {project_id!r}")
+        p = self.state.get_project(project_id)
+        if p.tenant != TENANT:
             raise NotFoundError(f"no project {project_id!r}")
         return p
 
@@ -154,7 +157,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         deadline = time.time() + 3600
         while self.state.get_document(p.id, "analysis") is None:
             q = self.state.get_project(p.id)
-            if q.state in ("failed", "cancelled") or time.time() > deadline or not context.is_active():
+            if q.state.value in ("failed", "cancelled") or time.time() > deadline or not context.is_active():
                 raise InputError(f"analysis did not finish: {q.error or q.state}")
             time.sleep(0.2)
         return self._doc(p.id, "analysis")

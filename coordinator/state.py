@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from lookalike.errors import ConfigError, InputError, JobError, NotFoundError, StoreError
 
@@ -458,6 +458,11 @@ def open_state(
             )
         backend: _Backend = _SqliteBackend(Path(raw), timeout_s)
     elif parts.scheme in ("postgresql", "postgres"):
+        # `?schema=NAME` in the URL keeps a farm's tables in a schema of its own (the CLI's --db).
+        query = dict(parse_qsl(parts.query))
+        if "schema" in query:
+            schema = schema or query.pop("schema")
+            url = urlunsplit(parts._replace(query=urlencode(query)))
         if schema is not None and not _SCHEMA_NAME.match(schema):
             raise ConfigError(
                 f"schema {schema!r} is not a plain lower-case SQL name",

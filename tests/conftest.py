@@ -24,6 +24,8 @@ def pg_url() -> str:
     try:
         psycopg.connect(url, connect_timeout=3).close()
     except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must test against PostgreSQL, and none answers at {url}: {exc}")
         pytest.skip(f"no PostgreSQL at {url} ({exc}); set LOOKALIKE_TEST_PG_URL to one")
     return url
 

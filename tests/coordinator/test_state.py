@@ -538,3 +538,16 @@ def test_sqlite_across_processes(tmp_path: Path) -> None:
         jobs = store.jobs(pid)
         assert all(j.state is JobState.SUCCEEDED and j.attempts_used == 1 for j in jobs)
         assert all(len(store.attempts(j.id)) == 1 for j in jobs)
+
+
+def test_schema_from_the_url(pg_url, pg_schema):
+    import psycopg
+
+    with open_state(f"{pg_url}?schema={pg_schema}") as st:
+        st.create_project("t", "n", {})
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s AND table_name = 'projects'",
+            (pg_schema,),
+        ).fetchone()
+    assert rows[0] == 1
