@@ -16,3 +16,52 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | N
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "lookalike.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=e, stdin=subprocess.DEVNULL)
+
+
+def _spawn(args, env, log) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lookalike.cli", *args], stdout=subprocess.PIPE, stderr=log,
+                            stdin=subprocess.DEVNULL, env=env, text=True)
+
+
+class Farm:
+    """A coordinator process and node processes on loopback (SQLite and a folder store unless told)."""
+
+    def __init__(self, home: Path, *, db: str | None = None, store: str | None = None, nodes: int = 2,
+                 env: dict | None = None) -> None:
+        import json
+
+        home.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, LOOKALIKE_NODE_TIMEOUT_S="4", **(env or {}))
+        self.log = open(home / "farm.log", "w")
+        args = ["coordinator", "--listen", "127.0.0.1:0", "--metrics-port", "0", "--home", str(home)]
+        if db:
+            args += ["--db", db]
+        if store:
+            args += ["--store", store]
+        self.coordinator = _spawn(args, self.env, self.log)
+        line = self.coordinator.stdout.readline()
+        if not line:
+            self.close()
+            raise RuntimeError(f"the coordinator did not start: see {home / 'farm.log'}")
+        first = json.loads(line)
+        self.address, self.metrics_port = first["address"], first["metrics_port"]
+        self.nodes = [self.add_node() for _ in range(nodes)]
+
+    def add_node(self) -> subprocess.Popen:
+        import json
+
+        p = _spawn(["node", "--coordinator", self.address], self.env, self.log)
+        json.loads(p.stdout.readline())
+        return p
+
+    def close(self) -> None:
+        procs = [*getattr(self, "nodes", []), self.coordinator]
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.log.close()
