@@ -487,3 +487,41 @@ def test_truncated_copy_of_real_clip_is_rejected_not_crashing(tmp_path: Path) ->
         f.truncate(src.stat().st_size // 4)
     with pytest.raises(InputError, match="truncated: the header says 30.00 s"):
         media.probe(cut)
+
+
+@pytest.mark.parametrize(
+    ("rotation", "corner"), [(90, "bottom_left"), (-90, "top_right"), (180, "bottom_right")]
+)
+def test_display_rotation_turns_the_picture(tmp_path: Path, rotation: int, corner: str) -> None:
+    """A white block in the coded top-left corner lands where a player shows it after the turn.
+
+    The display matrix angle is counterclockwise: +90 moves the top-left corner to the bottom-left.
+    """
+    path = tmp_path / f"rot{rotation}.mp4"
+    coded = np.zeros((48, 64, 3), np.uint8)
+    coded[:12, :12] = 255
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.set_display_rotation(rotation)
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(coded, format="rgb24")
+            frame.pts = i
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode(None):
+            c.mux(packet)
+    info = media.probe(path)
+    assert info.rotation_deg == rotation
+    quarter = rotation % 180 != 0
+    assert (info.width, info.height) == ((48, 64) if quarter else (64, 48))
+    _, _, rgb = next(media.iter_frames(str(path), 1, 2))
+    assert rgb.shape == (info.height, info.width, 3)
+    h, w = rgb.shape[:2]
+    corners = {
+        "top_left": rgb[:6, :6],
+        "top_right": rgb[:6, w - 6 :],
+        "bottom_left": rgb[h - 6 :, :6],
+        "bottom_right": rgb[h - 6 :, w - 6 :],
+    }
+    assert {name for name, px in corners.items() if px.mean() > 200} == {corner}
