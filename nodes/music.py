@@ -1,0 +1,221 @@
+"""Local music: an honest procedural groove at the sample's tempo and key, loudness-normalized.
+
+Four-on-the-floor kick on every beat, hats on the off-beats, snare on beats 2 and 4, a bass line on
+the chord roots and pad chords (one chord per bar, i-VI-III-VII in minor, I-V-vi-IV in major). At
+each section start a crash marks the downbeat after a snare fill, and the progression moves on, so
+the sample's structure is heard. Beats fall at exactly beat_offset_s + k * 60 / tempo seconds.
+
+The result is normalized to an integrated loudness (ITU-R BS.1770 via pyloudnorm) and limited so
+its true peak (4x oversampled) stays at or below -1 dBTP, the streaming delivery ceiling.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pyloudnorm
+from scipy import ndimage, signal
+
+from lookalike.errors import InputError
+
+DEFAULT_TEMPO_BPM = 120.0
+DEFAULT_KEY = "A minor"
+TRUE_PEAK_CEILING_DB = -1.0
+_LIMIT_TO_DB = -1.3  # the limiter aims a little under the ceiling: resampling overshoots by ~0.1 dB
+_PITCH_CLASSES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+_PROGRESSIONS = {  # (semitones above the tonic, minor chord?) per bar
+    True: [(0, True), (8, False), (3, False), (10, False)],
+    False: [(0, False), (7, False), (9, True), (5, False)],
+}
+
+
+def parse_key(key: str | None) -> tuple[int, bool]:
+    """(pitch class of the tonic 0..11, minor?) from e.g. 'A minor', 'C# major', 'Bb', 'F#m'."""
+    text = DEFAULT_KEY if not key else key
+    m = re.fullmatch(r"\s*([A-Ga-g])\s*([#b♯♭]?)\s*(m|min|minor|maj|major)?\s*", text)
+    if not m:
+        raise InputError(f"unknown musical key {key!r}", hint="write it like 'A minor', 'C# major' or 'Bb'")
+    pc = _PITCH_CLASSES[m.group(1).lower()] + {"#": 1, "♯": 1, "b": -1, "♭": -1, "": 0}[m.group(2)]
+    mode = (m.group(3) or "major").lower()
+    return pc % 12, mode in ("m", "min", "minor")
+
+
+def _midi_hz(note: float) -> float:
+    return 440.0 * 2.0 ** ((note - 69) / 12.0)
+
+
+def _kick(rate: int) -> np.ndarray:
+    t = np.arange(int(0.35 * rate)) / rate
+    freq = 48.0 + 110.0 * np.exp(-t / 0.025)
+    body = np.sin(2 * np.pi * np.cumsum(freq) / rate) * np.exp(-t / 0.16)
+    click = np.exp(-t / 0.002) * 0.5
+    return (body + click) * np.minimum(1.0, t * rate / 8.0 + 1.0 / 8.0)
+
+
+def _noise_hit(
+    rng: np.random.Generator, rate: int, length_s: float, decay_s: float, bright: bool
+) -> np.ndarray:
+    n = int(length_s * rate)
+    x = rng.standard_normal(n)
+    if bright:  # a two-zero high-pass: hats and crash live above a few kHz
+        x = np.diff(np.diff(x, prepend=0.0), prepend=0.0) * 0.5
+    return x * np.exp(-np.arange(n) / rate / decay_s)
+
+
+def _snare(rng: np.random.Generator, rate: int) -> np.ndarray:
+    t = np.arange(int(0.2 * rate)) / rate
+    tone = np.sin(2 * np.pi * 185.0 * t) * np.exp(-t / 0.05)
+    return 0.6 * tone + 0.5 * _noise_hit(rng, rate, 0.2, 0.06, bright=False)
+
+
+def _saw(freq: float, n: int, rate: int, phase: float = 0.0) -> np.ndarray:
+    return 2.0 * ((phase + freq * np.arange(n) / rate) % 1.0) - 1.0
+
+
+def _one_pole_lowpass(x: np.ndarray, cutoff_hz: float, rate: int) -> np.ndarray:
+    a = np.exp(-2 * np.pi * cutoff_hz / rate)
+    return signal.lfilter([1 - a], [1, -a], x)
+
+
+def _add(buf: np.ndarray, at: int, clip: np.ndarray, gain: float) -> None:
+    if at >= buf.shape[-1] or at + clip.shape[-1] <= 0:
+        return
+    lo = max(0, -at)
+    hi = min(clip.shape[-1], buf.shape[-1] - at)
+    buf[..., at + lo : at + hi] += gain * clip[..., lo:hi]
+
+
+def true_peak_db(x: np.ndarray) -> float:
+    """True peak in dBTP: the sample peak of the signal 4x oversampled (ITU-R BS.1770-4 annex 2)."""
+    up = signal.resample_poly(np.atleast_2d(x), 4, 1, axis=-1)
+    return float(20 * np.log10(max(float(np.abs(up).max()), 1e-12)))
+
+
+def _limit(x: np.ndarray, ceiling_db: float, rate: int) -> np.ndarray:
+    """A linked-stereo look-ahead peak limiter on the 4x oversampled envelope."""
+    ceiling = 10 ** (ceiling_db / 20)
+    up = np.abs(signal.resample_poly(x, 4, 1, axis=-1)).max(axis=0)
+    env = np.maximum(up[: 4 * x.shape[-1]].reshape(-1, 4).max(axis=1), np.abs(x).max(axis=0))
+    need = np.minimum(1.0, ceiling / np.maximum(env, 1e-12))
+    width = max(1, int(0.003 * rate))
+    # Min over ±width, then a mean over width: every smoothed gain is <= the gain its sample needs.
+    gain = ndimage.uniform_filter1d(ndimage.minimum_filter1d(need, 2 * width + 1), width + 1)
+    gain = np.minimum(gain, need)
+    return x * gain[None, :]
+
+
+def render_music(
+    duration_s: float,
+    tempo_bpm: float | None,
+    *,
+    rate: int = 48000,
+    key: str | None = None,
+    target_lufs: float = -16.0,
+    seed: int = 0,
+    section_starts_s: Sequence[float] = (),
+    beat_offset_s: float = 0.0,
+) -> np.ndarray:
+    """A stereo groove of exactly round(duration_s * rate) samples: float32 shape (2, n).
+
+    `tempo_bpm` None or <= 0 means DEFAULT_TEMPO_BPM (120): the sample had no measurable beat, and a
+    moderate tempo is the least surprising. `key` like 'A minor' (default DEFAULT_KEY). Beats (kick
+    onsets) at beat_offset_s + k * 60 / tempo_bpm; bars of four beats start at the first beat. Each
+    time in `section_starts_s` gets a crash on the nearest beat, a snare fill in the beat before it
+    and the next chord progression. Loudness is `target_lufs` integrated (clips under 0.4 s are too
+    short to measure and are only peak-limited); true peak <= -1 dBTP. Deterministic in `seed`.
+    """
+    n = int(round(float(duration_s) * rate))
+    if n <= 0:
+        raise InputError(
+            f"music duration {duration_s} s is not positive", hint="ask for a duration above 0 s"
+        )
+    tempo = DEFAULT_TEMPO_BPM if not tempo_bpm or tempo_bpm <= 0 else float(tempo_bpm)
+    if not 20.0 <= tempo <= 400.0:
+        raise InputError(f"tempo {tempo_bpm} BPM is out of range", hint="use a tempo between 20 and 400 BPM")
+    tonic, minor = parse_key(key)
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x3C])
+    period = 60.0 / tempo
+    first = int(np.ceil(-beat_offset_s / period - 1e-9))
+    last = int(np.floor((duration_s - beat_offset_s) / period))
+    beats = [(k, beat_offset_s + k * period) for k in range(first, last + 1)]
+    sections = sorted(float(s) for s in section_starts_s if 0.0 < float(s) < duration_s)
+    section_beats = {int(round((s - beat_offset_s) / period)) for s in sections}
+
+    drums = np.zeros((2, n))
+    music = np.zeros((2, n))
+    kick = _kick(rate)
+    for k, t in beats:
+        at = int(round(t * rate))
+        _add(drums, at, np.vstack([kick, kick]), 0.9)
+        if k % 4 in (1, 3):
+            sn = _snare(rng, rate)
+            _add(drums, at, np.vstack([sn * 0.9, sn]), 0.45)
+        hat = _noise_hit(rng, rate, 0.06, 0.018, bright=True)
+        _add(
+            drums,
+            int(round((t + period / 2) * rate)),
+            np.vstack([hat * 0.7, hat]),
+            0.35 * rng.uniform(0.8, 1.0),
+        )
+        if k + 1 in section_beats:  # fill: four sixteenth-note snares leading into the section
+            for j in range(4):
+                sn = _snare(rng, rate)
+                _add(drums, int(round((t + j * period / 4) * rate)), np.vstack([sn, sn]), 0.2 + 0.08 * j)
+        if k in section_beats:
+            crash = _noise_hit(rng, rate, 1.5, 0.5, bright=True)
+            _add(drums, at, np.vstack([crash, crash]), 0.35)
+
+    bar = 4 * period
+    progression = _PROGRESSIONS[minor]
+    bass_root = 28 + (tonic - 4) % 12  # E1..D#2
+    pad_root = 57 + (tonic - 9) % 12  # A3..G#4
+    for b in range(int(np.floor(first / 4)), int(np.ceil((last + 1) / 4)) + 1):
+        start = beat_offset_s + b * bar
+        section = sum(1 for s in sections if s <= start + 1e-6)
+        degree, chord_minor = progression[(b + section) % 4]
+        # Bass: the chord root on every beat, an octave jump on the last eighth of the bar.
+        for q in range(4):
+            t = start + q * period
+            note = bass_root + degree + (12 if q == 3 and b % 2 else 0)
+            length = int(period * 0.9 * rate)
+            env = np.minimum(1.0, np.arange(length) / (0.004 * rate)) * np.exp(
+                -np.arange(length) / rate / 0.25
+            )
+            tone = _one_pole_lowpass(_saw(_midi_hz(note), length, rate), 600.0, rate) * env
+            _add(music, int(round(t * rate)), np.vstack([tone, tone]), 0.5)
+        # Pad: the triad for the whole bar, two detuned saws per note spread left and right.
+        length = int(bar * rate)
+        ts = np.arange(length) / rate
+        env = np.minimum(1.0, ts / 0.25) * np.minimum(1.0, (bar - ts) / 0.2).clip(0.0, 1.0)
+        voice = pad_root + degree + (12 if section % 2 else 0)
+        chord = [voice, voice + (3 if chord_minor else 4), voice + 7]
+        left = sum(_saw(_midi_hz(v) * 0.997, length, rate, rng.uniform()) for v in chord)
+        right = sum(_saw(_midi_hz(v) * 1.003, length, rate, rng.uniform()) for v in chord)
+        pad = np.vstack([_one_pole_lowpass(left, 1800.0, rate), _one_pole_lowpass(right, 1800.0, rate)]) * env
+        _add(music, int(round(start * rate)), pad, 0.06)
+
+    return _master(drums + music, rate, target_lufs)
+
+
+def _master(x: np.ndarray, rate: int, target_lufs: float) -> np.ndarray:
+    """Gain to `target_lufs` integrated and limit to the true-peak ceiling, a few rounds until both hold."""
+    peak = float(np.abs(x).max())
+    if peak == 0.0:
+        return x.astype(np.float32)
+    x = x / peak
+    meter = pyloudnorm.Meter(rate)
+    measurable = x.shape[-1] >= int(0.4 * rate)
+    for _ in range(6):
+        if measurable:
+            loudness = meter.integrated_loudness(x.T)
+            if np.isfinite(loudness):
+                x = x * 10 ** ((target_lufs - loudness) / 20)
+        if true_peak_db(x) <= TRUE_PEAK_CEILING_DB:
+            break
+        x = _limit(x, _LIMIT_TO_DB, rate)
+    tp = true_peak_db(x)
+    if tp > TRUE_PEAK_CEILING_DB:  # the last gain step left a peak over: trade a little loudness
+        x = x * 10 ** ((_LIMIT_TO_DB - tp) / 20)
+    return x.astype(np.float32)
