@@ -1,0 +1,403 @@
+"""Sample analysis: the analysis.json document (scenes, camera, colour, audio, pacing) of one video.
+
+Split for range parallelism: `analyze_range` turns frames [start, end) into JSON-serializable
+per-frame features (it decodes one lead frame at start-1 so every frame in the range has its
+change score and motion against its predecessor); `merge_ranges` joins the ranges of a whole video
+with its audio features into the document; `analyze` is the two run in one process. Because every
+per-frame feature depends only on the frame and its predecessor, any split gives the same document.
+
+Frames are decoded at a reduced size (`ANALYSIS_LONG_SIDE`): cuts, motion and palette do not need
+full resolution, and decoding with scaling dominates the time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+from lookalike.kernels import audio_features as af
+from lookalike.kernels import features as kf
+from lookalike.nodes import media
+
+from lookalike.errors import InputError, JobError
+
+SCHEMA = "lookalike.analysis/1"
+ANALYSIS_LONG_SIDE = 256
+PALETTE_SIZE = 5
+AUDIO_RATE = 22050
+LOUDNESS_RATE = 48000
+BEAT_TOLERANCE_S = 0.080
+
+# Grade references: a "normal" image has luma std 0.2 and mean HSV saturation 0.3 (values 1.0).
+REF_CONTRAST = 0.2
+REF_SATURATION = 0.3
+MID_GREY = 0.18
+
+# A frame whose mean luma is below this is "black" (fades pass through it).
+DARK_LUMA = 0.06
+# A change that reverts within this many frames (HSV histograms of the frames on either side
+# closer than FLASH_HIST_DIST) is a flash, not a cut.
+FLASH_MAX_FRAMES = 2
+FLASH_HIST_DIST = 0.12
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class _Info:
+    """What analysis needs from a probe; used only when `media.probe` is unavailable."""
+
+    path: str
+    fps: Fraction
+    n_frames: int
+    width: int
+    height: int
+    rotation_deg: int
+    has_audio: bool
+
+
+def _probe(path: str) -> Any:
+    probe = getattr(media, "probe", None)
+    if probe is not None:
+        return probe(path)
+    try:
+        with av.open(path) as c:
+            if not c.streams.video:
+                raise InputError(f"{path} has no video stream", hint="pass a video file")
+            s = c.streams.video[0]
+            n = sum(1 for p in c.demux(s) if p.size > 0)
+            fps = s.average_rate or s.guessed_rate or Fraction(0)
+            return _Info(
+                path=path,
+                fps=Fraction(fps),
+                n_frames=n,
+                width=s.codec_context.width,
+                height=s.codec_context.height,
+                rotation_deg=0,
+                has_audio=bool(c.streams.audio),
+            )
+    except av.error.FFmpegError as exc:
+        raise InputError(f"cannot read {path}: {exc}", hint="check that the file is a video") from exc
+
+
+def _source(info: Any, path: str, frame_times: list[float], duration_s: float) -> dict[str, Any]:
+    for name in ("source", "source_dict", "to_source", "as_source"):
+        src = getattr(info, name, None)
+        if src is not None:
+            src = src() if callable(src) else src
+            if isinstance(src, dict):
+                return dict(src)
+    w, h = int(info.width), int(info.height)
+    return {
+        "path": str(path),
+        "duration_s": round(duration_s, 6),
+        "fps": float(info.fps),
+        "n_frames": len(frame_times),
+        "width": w,
+        "height": h,
+        "rotation_deg": int(info.rotation_deg),
+        "has_audio": bool(info.has_audio),
+    }
+
+
+def _analysis_size(info: Any) -> tuple[int, int]:
+    """(width, height) to decode at: long side ANALYSIS_LONG_SIDE, even, display orientation."""
+    w, h = int(info.width), int(info.height)
+    if getattr(media, "probe", None) is None and int(info.rotation_deg) % 180:
+        w, h = h, w
+    scale = ANALYSIS_LONG_SIDE / max(w, h)
+    return max(16, int(round(w * scale / 2)) * 2), max(16, int(round(h * scale / 2)) * 2)
+
+
+def analyze_range(
+    path: str,
+    start: int,
+    end: int | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Per-frame features of frames [start, end) (end None: to the last frame), JSON-serializable.
+
+    Returns {"start", "end", "size": [w, h], "frames": [...]} where each frame holds its index, pts
+    `t`, change `score` and `hist_dist` against the previous frame (None for frame 0), `motion`
+    [dx, dy, a, b] against the previous frame, its HSV histogram and colour statistics.
+    """
+    if start < 0 or (end is not None and end <= start):
+        raise InputError(f"bad frame range [{start}, {end})", hint="give 0 <= start < end")
+    if size is None:
+        size = _analysis_size(_probe(path))
+    frames: list[dict[str, Any]] = []
+    prev: tuple[Any, Any, Any] | None = None
+    lead = max(0, start - 1)
+    for index, t, rgb in media.iter_frames(path, lead, end, size=size):
+        # Features work at half the decode size: box-filtered, so less noise than decoding smaller.
+        f = kf.downscale(kf.to_float(rgb), 2)
+        hsv = kf.rgb_to_hsv(f)
+        hist = kf.hsv_histogram(hsv)
+        grey = kf.luma(f)
+        if index >= start:
+            if prev is None:
+                score = hdist = None
+                motion = [0.0, 0.0, 0.0, 0.0]
+            else:
+                score = round(kf.content_score(prev[0], hsv), 4)
+                hdist = round(kf.histogram_distance(prev[1], hist), 5)
+                motion = [round(v, 7) for v in kf.estimate_motion(prev[2], grey)]
+            rec = {
+                "index": int(index),
+                "t": float(t),
+                "score": score,
+                "hist_dist": hdist,
+                "motion": motion,
+                "hist": [round(float(v), 5) for v in hist.tolist()],
+            }
+            rec.update(
+                {k: (round(v, 6) if isinstance(v, float) else v) for k, v in kf.frame_colour_stats(f).items()}
+            )
+            frames.append(rec)
+            if progress is not None and len(frames) % 24 == 0:
+                progress(len(frames), (end - start) if end is not None else 0)
+        prev = (hsv, hist, grey)
+    if not frames:
+        raise InputError(f"no frames decoded in [{start}, {end}) of {path}", hint="check the range")
+    if frames[0]["index"] != start:
+        raise JobError(f"decode of {path} started at frame {frames[0]['index']}, not {start}")
+    return {"start": start, "end": frames[-1]["index"] + 1, "size": list(size), "frames": frames}
+
+
+# --- audio ----------------------------------------------------------------------------------------
+
+
+def _empty_audio(has_audio: bool) -> dict[str, Any]:
+    return {
+        "has_audio": has_audio,
+        "tempo_bpm": None,
+        "beats_s": [],
+        "key": None,
+        "lufs": None,
+        "segments": [],
+        "transcript": [],
+    }
+
+
+def analyze_audio(path: str) -> dict[str, Any]:
+    """The audio section of analysis.json: tempo, beats, key, loudness, silence/sound segments."""
+    mono = media.read_audio(path, rate=AUDIO_RATE)
+    if mono is None:
+        return _empty_audio(False)
+    y, rate = mono
+    doc = _empty_audio(True)
+    doc["segments"] = af.loudness_segments(y, rate)
+    if float(np.max(np.abs(y), initial=0.0)) < 1e-4:
+        return doc  # a silent track: no tempo, key or loudness to speak of
+    bpm, beats = af.tempo_and_beats(y, rate)
+    doc["tempo_bpm"] = None if bpm is None else round(bpm, 2)
+    doc["beats_s"] = beats
+    doc["key"] = af.estimate_key(y, rate)
+    full = media.read_audio(path, rate=LOUDNESS_RATE, mono=False)
+    if full is not None:
+        doc["lufs"] = af.integrated_loudness(full[0], full[1])
+    return doc
+
+
+# --- merge ----------------------------------------------------------------------------------------
+
+
+def _frames_of(ranges: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    frames = sorted((f for r in ranges for f in r["frames"]), key=lambda f: f["index"])
+    for i, f in enumerate(frames):
+        if f["index"] != i:
+            raise JobError(
+                f"analysis ranges do not cover the video: expected frame {i}, got {f['index']}",
+                hint="analyze every frame range exactly once before merging",
+            )
+    if not frames:
+        raise JobError("no analysed frames to merge", hint="analyze at least one frame range")
+    return frames
+
+
+def _is_flash(frames: list[dict[str, Any]], cut: int) -> bool:
+    """A change at `cut` that comes back within FLASH_MAX_FRAMES frames."""
+    before = np.asarray(frames[cut - 1]["hist"])
+    for k in range(1, FLASH_MAX_FRAMES + 1):
+        j = cut + k
+        if j >= len(frames):
+            break
+        if kf.histogram_distance(before, np.asarray(frames[j]["hist"])) < FLASH_HIST_DIST:
+            return True
+    return False
+
+
+def _fade_boundaries(luma: np.ndarray, cuts: list[int]) -> list[tuple[int, int, int]]:
+    """(boundary, fade_start, fade_end) for each dip to black between two lit stretches."""
+    dark = luma < DARK_LUMA
+    out = []
+    n = len(luma)
+    i = 0
+    while i < n:
+        if not dark[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and dark[j]:
+            j += 1
+        if i > 0 and j < n:  # internal run of black frames [i, j)
+            a = i
+            while a > 0 and luma[a - 1] >= luma[a] - 1e-4 and not any(a - 1 < c <= i for c in cuts):
+                a -= 1
+            b = j
+            while b < n - 1 and luma[b + 1] >= luma[b] - 1e-4 and not any(j < c <= b + 1 for c in cuts):
+                b += 1
+            boundary = (i + j) // 2
+            if not any(a < c <= b + 1 for c in cuts):
+                out.append((boundary, a, b + 1))
+        i = j
+    return out
+
+
+def _fade_in_end(luma: np.ndarray) -> int | None:
+    """End of an opening fade from black (exclusive), or None if the video does not open on black."""
+    if len(luma) == 0 or luma[0] >= DARK_LUMA:
+        return None
+    b = 0
+    while b < len(luma) - 1 and luma[b + 1] >= luma[b] - 1e-3:
+        b += 1
+    return b + 1
+
+
+def _grade(frames: list[dict[str, Any]]) -> dict[str, float]:
+    lm = np.mean([f["luma_mean"] for f in frames])
+    lsq = np.mean([f["luma_sq"] for f in frames])
+    lin = np.mean([f["lin_luminance"] for f in frames])
+    return {
+        "exposure": round(math.log2(max(lin, 1e-6) / MID_GREY), 4),
+        "contrast": round(math.sqrt(max(lsq - lm * lm, 0.0)) / REF_CONTRAST, 4),
+        "saturation": round(float(np.mean([f["saturation"] for f in frames])) / REF_SATURATION, 4),
+        "temperature": round(float(np.mean([f["b_mean"] for f in frames])) / 100.0, 4),
+    }
+
+
+def _palette(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    bins = np.concatenate([np.asarray(f["colours"]["bins"], dtype=np.int64) for f in frames])
+    counts = np.concatenate([np.asarray(f["colours"]["counts"], dtype=np.float64) for f in frames])
+    pooled = np.bincount(bins, weights=counts, minlength=kf.COLOR_LEVELS**3)
+    nz = np.nonzero(pooled)[0]
+    return kf.palette_from_histogram(nz, pooled[nz], PALETTE_SIZE)
+
+
+def _scene_boundaries(frames: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """[(start_frame, transition_in)] for every scene, the first one included."""
+    n = len(frames)
+    scores = np.array([f["score"] or 0.0 for f in frames])
+    cuts = [c for c in kf.adaptive_cuts(scores) if not _is_flash(frames, c)]
+    luma = np.array([f["luma_mean"] for f in frames])
+    bounds: dict[int, dict[str, Any]] = {c: {"kind": "cut", "start_frame": c, "end_frame": c} for c in cuts}
+    for boundary, a, b in _fade_boundaries(luma, cuts):
+        if 0 < boundary < n:
+            bounds[boundary] = {"kind": "fade", "start_frame": a, "end_frame": b}
+    first: dict[str, Any] = {"kind": "none", "start_frame": 0, "end_frame": 0}
+    fade_in = _fade_in_end(luma)
+    if fade_in is not None and fade_in > 1 and not any(c < fade_in for c in bounds):
+        first = {"kind": "fade", "start_frame": 0, "end_frame": fade_in}
+    return [(0, first)] + sorted(bounds.items())
+
+
+def merge_ranges(info_or_path: Any, ranges: Iterable[dict[str, Any]], audio_doc: dict[str, Any]) -> dict:
+    """The analysis.json document from the per-frame features of every range and the audio section."""
+    info = _probe(info_or_path) if isinstance(info_or_path, str) else info_or_path
+    path = str(getattr(info, "path", info_or_path))
+    ranges = list(ranges)
+    frames = _frames_of(ranges)
+    n = len(frames)
+    times = [f["t"] for f in frames]
+    step = float(np.median(np.diff(times[-6:]))) if n > 1 else float(1 / info.fps) if info.fps else 0.0
+    duration = times[-1] + step
+    size = ranges[0]["size"]
+    aspect = size[0] / size[1]
+
+    bounds = _scene_boundaries(frames)
+    scenes = []
+    for k, (s, transition) in enumerate(bounds):
+        e = bounds[k + 1][0] if k + 1 < len(bounds) else n
+        fr = frames[s:e]
+        start_s, end_s = times[s], (times[e] if e < n else duration)
+        trajectory = kf.accumulate_trajectory([f["motion"] for f in fr], aspect)
+        label, speed = kf.classify_camera(trajectory, end_s - start_s)
+        scenes.append(
+            {
+                "index": k,
+                "start_frame": s,
+                "end_frame": e,
+                "start_s": round(start_s, 6),
+                "end_s": round(end_s, 6),
+                "transition_in": transition,
+                "palette": _palette(fr),
+                "grade": _grade(fr),
+                "camera": {
+                    "motion": label,
+                    "speed": round(speed, 5),
+                    "trajectory": [[round(v, 6) for v in p] for p in trajectory],
+                },
+                "objects": [],
+                "faces": [],
+                "text": [],
+                "mood": {},
+            }
+        )
+    audio = dict(audio_doc)
+    return {
+        "schema": SCHEMA,
+        "source": _source(info, path, times, duration),
+        "scenes": scenes,
+        "audio": audio,
+        "pacing": _pacing(scenes, audio.get("beats_s") or [], duration),
+    }
+
+
+def _pacing(scenes: list[dict[str, Any]], beats: list[float], duration: float) -> dict[str, Any]:
+    cut_times = [sc["start_s"] for sc in scenes[1:]]
+    ratio = None
+    if beats and cut_times:
+        b = np.asarray(beats)
+        ratio = round(
+            sum(float(np.min(np.abs(b - t))) <= BEAT_TOLERANCE_S for t in cut_times) / len(cut_times), 4
+        )
+    return {
+        "shot_lengths_s": [round(sc["end_s"] - sc["start_s"], 6) for sc in scenes],
+        "cuts_per_minute": round(len(cut_times) / (duration / 60.0), 4) if duration > 0 else 0.0,
+        "cuts_on_beat_ratio": ratio,
+    }
+
+
+def split_ranges(n_frames: int, chunk_frames: int | None) -> list[tuple[int, int]]:
+    """[start, end) ranges of at most chunk_frames frames covering 0..n_frames."""
+    if not chunk_frames or chunk_frames >= n_frames:
+        return [(0, n_frames)]
+    return [(a, min(a + chunk_frames, n_frames)) for a in range(0, n_frames, chunk_frames)]
+
+
+def analyze(path: str, *, progress: Progress | None = None, chunk_frames: int | None = None) -> dict:
+    """analysis.json for the video at `path`; `progress(done_frames, total_frames)` as it goes."""
+    info = _probe(path)
+    total = int(info.n_frames)
+    size = _analysis_size(info)
+    ranges = []
+    done = 0
+    for a, b in split_ranges(total, chunk_frames):
+
+        def sub(k: int, _n: int, base: int = done) -> None:
+            if progress is not None:
+                progress(min(base + k, total), total)
+
+        r = analyze_range(path, a, b if b < total else None, size=size, progress=sub)
+        ranges.append(r)
+        done += len(r["frames"])
+        if progress is not None:
+            progress(min(done, total), total)
+    return merge_ranges(info, ranges, analyze_audio(path))
