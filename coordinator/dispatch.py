@@ -79,7 +79,8 @@ class Dispatcher:
         self.call_timeout_s = call_timeout_s
         self.blocklist_after = blocklist_after
         self._nodes: dict[str, NodeSlot] = {}
-        self._lock = threading.Lock()
+        # Re-entrant: picking a node under the lock asks which nodes are alive, which takes it too.
+        self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         if not ray.is_initialized():
             if ray_address:

@@ -92,6 +92,10 @@ class MediaInfo:
             "path": self.path,
             "duration_s": round(self.duration_s, 6),
             "fps": float(self.fps),
+            # The exact rate, so a remake's timeline has the sample's frame rate, not a rounding of it.
+            "fps_num": self.fps.numerator,
+            "fps_den": self.fps.denominator,
+            "variable_frame_rate": self.variable_frame_rate,
             "n_frames": self.n_frames,
             "width": self.width,
             "height": self.height,
@@ -184,10 +188,11 @@ class _Probe:
     index: _VideoIndex | None
 
 
-def _file_key(path: str | os.PathLike[str]) -> tuple[str, int, int]:
+def _file_key(path: str | os.PathLike[str]) -> tuple[str, int, int, int]:
+    # The inode catches a file replaced by os.replace within one mtime tick.
     p = _check_path(path)
     st = p.stat()
-    return (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    return (str(p.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _probe_cached(path: str | os.PathLike[str]) -> _Probe:
@@ -195,7 +200,7 @@ def _probe_cached(path: str | os.PathLike[str]) -> _Probe:
 
 
 @functools.lru_cache(maxsize=64)
-def _probe_key(key: tuple[str, int, int], shown_path: str) -> _Probe:
+def _probe_key(key: tuple[str, int, int, int], shown_path: str) -> _Probe:
     return _do_probe(Path(shown_path))
 
 
@@ -886,7 +891,15 @@ def concat_segments(
 # --------------------------------------------------------------------------------------------------
 # Writing audio
 
-_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+_LAYOUTS = {
+    1: "mono",
+    2: "stereo",
+    3: "3.0",
+    4: "4.0",
+    5: "5.0",
+    6: "5.1",
+    7: "6.1",
+}  # PyAV 18 cannot build 8-plane frames
 
 
 def write_audio(
@@ -904,25 +917,26 @@ def write_audio(
     if a.ndim != 2 or a.shape[0] not in _LAYOUTS or a.shape[1] == 0:
         raise InputError(
             f"audio samples of shape {np.shape(samples)} cannot be written",
-            hint="pass float32 samples shaped (n,) or (channels, n) with 1, 2 or 6 channels",
+            hint="pass float32 samples shaped (n,) or (channels, n) with 1 to 7 channels",
         )
     if not np.isfinite(a).all():
         raise InputError("audio samples hold NaN or infinity", hint="fix the mix before writing it")
+    layout = _LAYOUTS[a.shape[0]]
     out = Path(path)
     fmt = "ipod" if out.suffix.lower() == ".m4a" else None
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.part")
     try:
         with av.open(str(tmp), "w", format=fmt or "mp4") as c:
-            stream = c.add_stream(codec, rate=rate, layout=_LAYOUTS[a.shape[0]])
+            stream = c.add_stream(codec, rate=rate, layout=layout)
             stream.bit_rate = bitrate
             stream.time_base = Fraction(1, rate)
             cc = stream.codec_context
             sample_fmt = cc.format.name if cc.format is not None else "fltp"
-            resampler = av.AudioResampler(format=sample_fmt, layout=_LAYOUTS[a.shape[0]], rate=rate)
+            resampler = av.AudioResampler(format=sample_fmt, layout=layout, rate=rate)
             chunk = 1024 * 16
             for s in range(0, a.shape[1], chunk):
                 frame = av.AudioFrame.from_ndarray(
-                    np.ascontiguousarray(a[:, s : s + chunk]), format="fltp", layout=_LAYOUTS[a.shape[0]]
+                    np.ascontiguousarray(a[:, s : s + chunk]), format="fltp", layout=layout
                 )
                 frame.sample_rate = rate
                 frame.pts = s
