@@ -666,6 +666,10 @@ class SegmentWriter:
                 params = "open-gop=0" if codec == "libx264" else "open-gop=0:log-level=error"
                 key = "x264-params" if codec == "libx264" else "x265-params"
                 self._stream.options = {"crf": str(crf), "preset": preset, key: params}
+                # One encoder thread: measured, libx264 with its default threading gives different
+                # bits for the same frames from one run to the next, and a retried range must be
+                # identical to the first try. Parallelism comes from ranges on nodes instead.
+                self._stream.codec_context.thread_count = 1
         except Exception:
             self._abort()
             raise

@@ -133,6 +133,9 @@ def test_source_dict_is_the_analysis_source() -> None:
         "path",
         "duration_s",
         "fps",
+        "fps_num",
+        "fps_den",
+        "variable_frame_rate",
         "n_frames",
         "width",
         "height",
@@ -388,7 +391,7 @@ def test_read_audio_of_real_clips() -> None:
 
 def test_write_audio_rejects_bad_samples(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="shape"):
-        media.write_audio(tmp_path / "a.m4a", np.zeros((3, 100), np.float32), 44100)
+        media.write_audio(tmp_path / "a.m4a", np.zeros((9, 100), np.float32), 44100)
     with pytest.raises(InputError, match="NaN"):
         media.write_audio(tmp_path / "a.m4a", np.full(100, np.nan, np.float32), 44100)
 
