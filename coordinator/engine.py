@@ -261,6 +261,7 @@ class Engine:
             req = node_pb2.RenderRangeRequest(
                 ctx=self._ctx(job, attempt), scene_json=json.dumps(scene), format=fmt,
                 subject_key=opts.get("subject_key") or "", seed=scene["seed"], output_key=key + ".mp4",
+                subject_seed=int(opts.get("seed") or 0),
                 sample_key=opts["sample_key"], keep_video=bool(opts.get("keep_video")),
             )
             req.range.start_frame, req.range.end_frame = job.start_frame, job.end_frame

@@ -218,7 +218,9 @@ def _do_probe(p: Path) -> _Probe:
     with _open_input(p) as c:
         vs = c.streams.video[0] if c.streams.video else None
         aus = c.streams.audio[0] if c.streams.audio else None
-        wanted = [s for s in (vs, aus) if s is not None]
+        # Every audio and video stream counts towards the end of the data (a second, longer audio
+        # track must not read as truncation).
+        wanted = [*c.streams.video, *c.streams.audio]
         if not wanted:
             raise InputError(
                 f"{p} holds neither video nor audio (format {c.format.name})",
@@ -620,6 +622,32 @@ def _frame_period(fps: Fraction) -> Fraction:
     return 1 / fps
 
 
+# x264 instruction sets by /proc/cpuinfo flag (x86 only); AVX-512 deliberately left out.
+_X264_ASM = (
+    ("mmxext", "MMX2"), ("sse", "SSE"), ("sse2", "SSE2"), ("pni", "SSE3"), ("ssse3", "SSSE3"),
+    ("sse4_1", "SSE4.1"), ("sse4_2", "SSE4.2"), ("abm", "LZCNT"), ("avx", "AVX"), ("fma", "FMA3"),
+    ("bmi1", "BMI1"), ("bmi2", "BMI2"), ("avx2", "AVX2"),
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _x264_asm() -> str | None:
+    """The x264 `asm=` override for this CPU, or None to let x264 choose.
+
+    Measured: on a CPU with AVX-512, libx264's AVX-512 routines make the same frames encode to
+    different bits from one run to the next (it reads memory it did not write), so a retried range
+    would differ from its first try. With every other instruction set the CPU has, the output is
+    repeatable and as fast within noise.
+    """
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0].split())
+    except (OSError, IndexError):
+        return None
+    if "avx512f" not in flags:
+        return None
+    return ",".join(name for flag, name in _X264_ASM if flag in flags)
+
+
 class SegmentWriter:
     """Encode RGB frames into one MP4 segment: a closed GOP that starts on a keyframe.
 
@@ -665,11 +693,10 @@ class SegmentWriter:
             if codec in ("libx264", "libx265"):
                 params = "open-gop=0" if codec == "libx264" else "open-gop=0:log-level=error"
                 key = "x264-params" if codec == "libx264" else "x265-params"
+                if codec == "libx264" and _x264_asm():
+                    params += f":asm={_x264_asm()}"
                 self._stream.options = {"crf": str(crf), "preset": preset, key: params}
-                # One encoder thread: measured, libx264 with its default threading gives different
-                # bits for the same frames from one run to the next, and a retried range must be
-                # identical to the first try. Parallelism comes from ranges on nodes instead.
-                self._stream.codec_context.thread_count = 1
+
         except Exception:
             self._abort()
             raise

@@ -144,14 +144,14 @@ class NodeRuntime:
                 )
             return self._subjects[cache_key]
 
-    def _renderer(self, scene: dict, fmt: Format, subject_key: str, seed: int):
+    def _renderer(self, scene: dict, fmt: Format, subject_key: str, seed: int, subject_seed: int):
         from lookalike.nodes import generate
 
-        key = (json.dumps(scene, sort_keys=True), fmt.width, fmt.height, subject_key, seed)
+        key = (json.dumps(scene, sort_keys=True), fmt.width, fmt.height, subject_key, seed, subject_seed)
         with self._lock:
             r = self._renderers.get(key)
         if r is None:
-            r = generate.SceneRenderer(scene, fmt.width, fmt.height, self._subject(subject_key, seed), seed)
+            r = generate.SceneRenderer(scene, fmt.width, fmt.height, self._subject(subject_key, subject_seed), seed)
             with self._lock:
                 if len(self._renderers) > 8:
                     self._renderers.clear()
@@ -168,6 +168,7 @@ class NodeRuntime:
         *,
         subject_key: str = "",
         seed: int = 0,
+        subject_seed: int = 0,
         keep_video: bool = False,
         sample_key: str = "",
     ) -> SegmentResult:
@@ -186,7 +187,7 @@ class NodeRuntime:
                 f for _, _, f in media.iter_frames(self.local(sample_key), start, end, size=(fmt.width, fmt.height))
             )
         else:
-            renderer = self._renderer(scene, fmt, subject_key, seed)
+            renderer = self._renderer(scene, fmt, subject_key, seed, subject_seed)
             frames = (renderer.frame(i) for i in range(start, end))
         return self.encode(frames, fmt, output_key, expected=end - start, t0=t0, stage="render")
 

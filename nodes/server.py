@@ -126,6 +126,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                 request.output_key,
                 subject_key=request.subject_key,
                 seed=request.seed,
+                subject_seed=request.subject_seed,
                 keep_video=request.keep_video,
                 sample_key=request.sample_key,
             )

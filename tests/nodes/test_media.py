@@ -528,3 +528,23 @@ def test_display_rotation_turns_the_picture(tmp_path: Path, rotation: int, corne
         "bottom_right": rgb[h - 6 :, w - 6 :],
     }
     assert {name for name, px in corners.items() if px.mean() > 200} == {corner}
+
+
+def test_segments_encode_to_the_same_bits_every_time(tmp_path) -> None:
+    """A retried range must be identical to its first try: the same frames give the same segment,
+    whatever the process did before (x264's AVX-512 code made this vary with heap contents)."""
+    import hashlib
+
+    rng = np.random.default_rng(7)
+    base = rng.integers(0, 255, (27, 48, 3), dtype=np.uint8)
+    frames = [np.ascontiguousarray(np.kron(np.roll(base, i, axis=1), np.ones((4, 4, 1), np.uint8))) for i in range(8)]
+    digests = set()
+    for k in range(6):
+        junk = [rng.bytes(1 << (10 + (k + j) % 10)) for j in range(50)]  # stir the heap between encodes
+        path = tmp_path / f"seg{k}.mp4"
+        with media.SegmentWriter(path, width=192, height=108, fps=Fraction(24)) as w:
+            for f in frames:
+                w.write(f)
+        del junk
+        digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
+    assert len(digests) == 1
