@@ -624,9 +624,19 @@ def _frame_period(fps: Fraction) -> Fraction:
 
 # x264 instruction sets by /proc/cpuinfo flag (x86 only); AVX-512 deliberately left out.
 _X264_ASM = (
-    ("mmxext", "MMX2"), ("sse", "SSE"), ("sse2", "SSE2"), ("pni", "SSE3"), ("ssse3", "SSSE3"),
-    ("sse4_1", "SSE4.1"), ("sse4_2", "SSE4.2"), ("abm", "LZCNT"), ("avx", "AVX"), ("fma", "FMA3"),
-    ("bmi1", "BMI1"), ("bmi2", "BMI2"), ("avx2", "AVX2"),
+    ("mmxext", "MMX2"),
+    ("sse", "SSE"),
+    ("sse2", "SSE2"),
+    ("pni", "SSE3"),
+    ("ssse3", "SSSE3"),
+    ("sse4_1", "SSE4.1"),
+    ("sse4_2", "SSE4.2"),
+    ("abm", "LZCNT"),
+    ("avx", "AVX"),
+    ("fma", "FMA3"),
+    ("bmi1", "BMI1"),
+    ("bmi2", "BMI2"),
+    ("avx2", "AVX2"),
 )
 
 

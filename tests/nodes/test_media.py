@@ -537,7 +537,10 @@ def test_segments_encode_to_the_same_bits_every_time(tmp_path) -> None:
 
     rng = np.random.default_rng(7)
     base = rng.integers(0, 255, (27, 48, 3), dtype=np.uint8)
-    frames = [np.ascontiguousarray(np.kron(np.roll(base, i, axis=1), np.ones((4, 4, 1), np.uint8))) for i in range(8)]
+    frames = [
+        np.ascontiguousarray(np.kron(np.roll(base, i, axis=1), np.ones((4, 4, 1), np.uint8)))
+        for i in range(8)
+    ]
     digests = set()
     for k in range(6):
         junk = [rng.bytes(1 << (10 + (k + j) % 10)) for j in range(50)]  # stir the heap between encodes
