@@ -15,7 +15,7 @@ import uuid
 import grpc
 
 from lookalike.coordinator.engine import OUTPUT_NAMES, Engine
-from lookalike.errors import InputError, NotFoundError
+from lookalike.errors import InputError, LookalikeError, NotFoundError
 from lookalike.grpcutil import make_server, mapped
 from lookalike.obs import get_logger, serve_metrics
 from lookalike.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
@@ -71,6 +71,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             if h.size and size != h.size:
                 raise InputError(f"the upload ended after {size} of {h.size} bytes: send it again")
             self.store.put_file(f"uploads/{upload_id}/{h.kind}{suffix}", tmp)
+            meta = {"filename": os.path.basename(h.filename.replace("\\", "/"))[:255], "kind": h.kind, "bytes": size}
+            self.store.put_bytes(f"uploads/{upload_id}/meta.json", json.dumps(meta).encode())
         finally:
             os.unlink(tmp)
         return coordinator_pb2.UploadReply(upload_id=upload_id, bytes=size, sha256=digest.hexdigest())
@@ -78,10 +80,27 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     def _upload_key(self, upload_id: str, kind: str) -> str:
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id or ""):
             raise InputError(f"{kind} upload id {upload_id!r} is not one this coordinator gave out")
-        keys = self.store.list(f"uploads/{upload_id}/")
+        keys = [k for k in self.store.list(f"uploads/{upload_id}/") if not k.endswith("/meta.json")]
         if not keys:
             raise NotFoundError(f"no {kind} upload {upload_id}: upload it first")
         return keys[0]
+
+    def _user_words(self, exc: LookalikeError, key: str) -> LookalikeError:
+        """The error with the store's path of an upload replaced by the name the user gave the file."""
+        try:
+            name = json.loads(self.store.get_bytes(key.rsplit("/", 1)[0] + "/meta.json"))["filename"]
+        except (LookalikeError, ValueError, KeyError):
+            return exc
+        pattern = re.compile(r"[^\s'\"()]*" + re.escape(key))
+        exc.message = pattern.sub(name, exc.message)
+        exc.args = (exc.message,)
+        return exc
+
+    def _check(self, key: str, check: str) -> dict:
+        try:
+            return self.engine.probe(key, check=check)
+        except LookalikeError as exc:
+            raise self._user_words(exc, key) from None
 
     def Download(self, request, context):
         key = self.engine.output(self._project(request.project_id).id, request.name)
@@ -104,11 +123,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         sample_key = self._upload_key(req.sample_upload_id, "sample")
         subject_key = self._upload_key(req.subject_upload_id, "subject") if req.subject_upload_id else ""
         # Refuse what cannot be remade now, with the node's own words, before any project exists.
-        info = self.engine.probe(sample_key, check="sample")
+        info = self._check(sample_key, "sample")
         if info["duration_s"] > self.settings.max_duration_s:
             raise InputError(f"the sample lasts {info['duration_s']:.0f} s; the limit is {self.settings.max_duration_s:.0f} s")
         if subject_key:
-            self.engine.probe(subject_key, check="subject")
+            self._check(subject_key, "subject")
         o = req.options
         if o.chunk_frames < 0 or o.crf < 0 or o.crf > 51:
             raise InputError("chunk_frames must be >= 0 and crf between 0 and 51")

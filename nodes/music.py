@@ -20,6 +20,7 @@ from scipy import ndimage, signal
 
 from lookalike.errors import InputError
 
+SLOW_TEMPO_BPM = 95.0
 DEFAULT_TEMPO_BPM = 120.0
 DEFAULT_KEY = "A minor"
 TRUE_PEAK_CEILING_DB = -1.0
@@ -153,9 +154,12 @@ def render_music(
             sn = _snare(rng, rate)
             _add(drums, at, np.vstack([sn * 0.9, sn]), 0.45)
         hat = _noise_hit(rng, rate, 0.06, 0.018, bright=True)
+        # Off-beat hats read as a pulse twice as fast; at slow tempi that doubled pulse is what a
+        # listener (and a tempo estimator) locks onto, so there the hats sit on the beat.
+        hat_at = t + period / 2 if tempo >= SLOW_TEMPO_BPM else t
         _add(
             drums,
-            int(round((t + period / 2) * rate)),
+            int(round(hat_at * rate)),
             np.vstack([hat * 0.7, hat]),
             0.35 * rng.uniform(0.8, 1.0),
         )

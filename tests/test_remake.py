@@ -18,10 +18,10 @@ OUTPUTS = ("final.mp4", "project.json", "analysis.json", "plan.json", "similarit
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    """Three shots (cuts at 30 and 50) of textured colour fields panning at known speeds, with a
+    """Three shots (cuts at 60 and 100) of textured colour fields panning at known speeds, with a
     120 bpm click track."""
     path = tmp_path_factory.mktemp("sample") / "sample.mp4"
-    truth = make_clip(path, [(30, (255, 200, 120), 2.0), (20, (120, 160, 255), -3.0), (22, (200, 255, 160), 0.0)])
+    truth = make_clip(path, [(60, (255, 200, 120), 2.0), (40, (120, 160, 255), -3.0), (44, (200, 255, 160), 0.0)])
     return path, truth
 
 

@@ -130,3 +130,17 @@ def test_bad_requests() -> None:
         render_music(0.0, 120.0)
     with pytest.raises(InputError):
         render_music(2.0, 1000.0)
+
+
+@pytest.mark.parametrize("bpm", [76.0, 100.0, 120.0, 140.0])
+def test_the_analysis_hears_the_tempo_it_was_asked_for(bpm):
+    """The remake's music must read back, through the same analysis that measured the sample, at the
+    sample's tempo (not at twice or half of it)."""
+    from scipy.signal import resample_poly
+
+    from lookalike.kernels.audio_features import tempo_and_beats
+
+    x = render_music(20.0, bpm, rate=48000, seed=3)
+    y = resample_poly(x.mean(axis=0), 147, 320).astype(np.float32)
+    tempo, _ = tempo_and_beats(y, 22050)
+    assert tempo == pytest.approx(bpm, rel=0.02)
