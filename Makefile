@@ -13,15 +13,22 @@ $(BIN)/lookalike: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(BIN)/lookalike
 
-.PHONY: setup remake test lint
+.PHONY: setup system-deps remake test lint bench
 setup: $(BIN)/lookalike
+
+# Debian's prometheus (server and promtool) for the monitoring tests; does nothing when present.
+system-deps:
+	bash deploy/ci-deps.sh
 
 remake: setup
 	$(BIN)/lookalike remake $(SAMPLE) --out $(OUT)
 
-test: setup
+test: setup system-deps
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python bench/remake.py
