@@ -24,7 +24,6 @@ remake: setup
 	$(BIN)/lookalike remake $(SAMPLE) --out $(OUT)
 
 test: setup system-deps
-	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup

@@ -18,6 +18,14 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | N
                           timeout=timeout, cwd=cwd, env=e, stdin=subprocess.DEVNULL)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _spawn(args, env, log) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "lookalike.cli", *args], stdout=subprocess.PIPE, stderr=log,
                             stdin=subprocess.DEVNULL, env=env, text=True)
@@ -31,21 +39,35 @@ class Farm:
         import json
 
         home.mkdir(parents=True, exist_ok=True)
+        self.home = home
         self.env = dict(os.environ, LOOKALIKE_NODE_TIMEOUT_S="4", **(env or {}))
-        self.log = open(home / "farm.log", "w")
-        args = ["coordinator", "--listen", "127.0.0.1:0", "--metrics-port", "0", "--home", str(home)]
+        self.log = open(home / "farm.log", "a")
+        self.args = ["coordinator", "--listen", f"127.0.0.1:{free_port()}", "--metrics-port", "0", "--home", str(home)]
         if db:
-            args += ["--db", db]
+            self.args += ["--db", db]
         if store:
-            args += ["--store", store]
-        self.coordinator = _spawn(args, self.env, self.log)
+            self.args += ["--store", store]
+        self.nodes: list[subprocess.Popen] = []
+        self.start_coordinator()
+        self.nodes = [self.add_node() for _ in range(nodes)]
+
+    def start_coordinator(self) -> None:
+        import json
+
+        self.coordinator = _spawn(self.args, self.env, self.log)
         line = self.coordinator.stdout.readline()
         if not line:
             self.close()
-            raise RuntimeError(f"the coordinator did not start: see {home / 'farm.log'}")
+            raise RuntimeError(f"the coordinator did not start: see {self.home / 'farm.log'}")
         first = json.loads(line)
         self.address, self.metrics_port = first["address"], first["metrics_port"]
-        self.nodes = [self.add_node() for _ in range(nodes)]
+
+    def kill_coordinator(self) -> None:
+        """SIGKILL, as a crash would: no clean shutdown of anything."""
+        import signal
+
+        self.coordinator.send_signal(signal.SIGKILL)
+        self.coordinator.wait()
 
     def add_node(self) -> subprocess.Popen:
         import json

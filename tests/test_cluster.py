@@ -76,3 +76,33 @@ def test_a_node_killed_mid_job_changes_nothing(tmp_path, farm, sample):
     a, b = _frames(tmp_path / "ref" / "final.mp4"), _frames(tmp_path / "faulty" / "final.mp4")
     assert a.shape == b.shape == (truth["n_frames"], truth["size"][1], truth["size"][0], 3)
     assert np.array_equal(a, b), "a retried range rendered differently"
+
+
+def test_coordinator_killed_mid_project_resumes_after_restart(tmp_path, farm, sample):
+    """SIGKILL the coordinator while ranges render; a new one on the same address and database picks
+    the project up, finishes it, and no job is promoted twice."""
+    path, truth = sample
+    with Client(farm.address) as c:
+        p = c.submit(path, chunk_frames=8)
+        for ev in c.watch(p.id):
+            if ev.stage == "rendering" and ev.done > 0:
+                break
+    farm.kill_coordinator()
+    farm.start_coordinator()
+    with Client(farm.address) as c:
+        done = c.wait(p.id)
+        assert done.state == "done"
+        c.fetch_outputs(p.id, tmp_path / "out")
+    info = media.probe(str(tmp_path / "out" / "final.mp4"))
+    assert info.n_frames == truth["n_frames"]
+    from lookalike.coordinator.state import open_state
+
+    db = next(a for a in farm.args if a.startswith("postgresql://"))
+    with open_state(db) as st:
+        jobs = st.jobs(p.id)
+        assert jobs and all(j.state == "succeeded" for j in jobs)
+        for j in jobs:
+            promoted = [a for a in st.attempts(j.id) if a.state == "succeeded"]
+            assert len(promoted) == 1, (j.kind, [a.state for a in st.attempts(j.id)])
+        requeued = [a for j in jobs for a in st.attempts(j.id) if a.state in ("lost", "late")]
+        assert requeued, "the kill happened after every attempt had finished: nothing was resumed"
