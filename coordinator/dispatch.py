@@ -88,6 +88,10 @@ class Dispatcher:
             else:
                 ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         self.gateway = NodeGateway.remote()
+        self._queued: dict[str, int] = {}
+        # Read at scrape time, so an idle farm reports its nodes and an empty queue truthfully.
+        NODES.set_function(lambda: len(self.alive_nodes()))
+        QUEUE_DEPTH.set_function(lambda: sum(self._queued.values()))
 
     # -- the node registry --------------------------------------------------------------------
     def register(self, node_id: str, address: str, capabilities: tuple[str, ...], slots: int) -> None:
@@ -136,7 +140,6 @@ class Dispatcher:
             moved = self.state.requeue_attempts_of_node(n.node_id, "node stopped heartbeating")
             log.warning("node_lost", node=n.node_id, requeued=moved)
             self.gateway.forget.remote(n.address)
-        NODES.set(len(self.alive_nodes()))
 
     def _pick(self, kind: str, needs: tuple[str, ...]) -> NodeSlot | None:
         best = None
@@ -207,7 +210,7 @@ class Dispatcher:
                 if all(j.state == "succeeded" for j in jobs):
                     return
                 queued = [j for j in jobs if j.state == "queued"]
-                QUEUE_DEPTH.set(len(queued))
+                self._queued[project_id] = len(queued)
                 for job in queued:
                     with self._lock:
                         node = self._pick(job.kind, needs)
@@ -232,6 +235,7 @@ class Dispatcher:
                     code, payload = ray.get(ref)
                     self._settle(job, attempt, node, method, code, payload, t0, parse, on_done)
         finally:
+            self._queued.pop(project_id, None)
             for job, attempt, node, _, _ in inflight.values():
                 with self._lock:
                     node.running = max(0, node.running - 1)

@@ -44,6 +44,7 @@ class Engine:
         self._threads: dict[str, threading.Thread] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._watch: dict[str, Watch] = {}
+        self._stage_marks: dict[str, list[tuple[str, float]]] = {}
         self._lock = threading.Lock()
 
     # -- progress -----------------------------------------------------------------------------
@@ -129,6 +130,10 @@ class Engine:
 
     # -- the pipeline -------------------------------------------------------------------------
     def _stage(self, project_id: str, state: str, progress: float) -> None:
+        now = time.time()
+        with self._lock:
+            marks = self._stage_marks.setdefault(project_id, [])
+            marks.append((state, now))
         self.state.set_project_state(project_id, state, stage=state, progress=progress)
         self.emit(project_id, state, message=f"{state}")
 
@@ -335,12 +340,23 @@ class Engine:
             "options": {k: v for k, v in p.options.items() if not k.endswith("_key")},
             "jobs": {kind: sum(1 for j in jobs if j.kind == kind) for kind in sorted({j.kind for j in jobs})},
             "attempts": sum(j.attempts_used for j in jobs),
+            # Wall seconds per stage in this coordinator's run (a resumed project shows the resumed part).
+            "stage_seconds": self._stage_seconds(project_id),
             "outputs": list(OUTPUT_NAMES),
         }
         for name, doc in (("project.json", project_doc), ("analysis.json", analysis), ("plan.json", plan),
                           ("similarity.json", similarity)):
             self.store.put_bytes(out_key(project_id, name), json.dumps(doc, indent=2).encode())
         self.store.put_bytes(out_key(project_id, "report.html"), render_report(analysis, plan, similarity).encode())
+
+    def _stage_seconds(self, project_id: str) -> dict[str, float]:
+        with self._lock:
+            marks = list(self._stage_marks.get(project_id, []))
+        marks.append(("end", time.time()))
+        out: dict[str, float] = {}
+        for (stage, t0), (_, t1) in zip(marks, marks[1:]):
+            out[stage] = round(out.get(stage, 0.0) + t1 - t0, 3)
+        return out
 
     def output(self, project_id: str, name: str) -> str:
         if name not in OUTPUT_NAMES:

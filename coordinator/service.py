@@ -17,7 +17,7 @@ import grpc
 from lookalike.coordinator.engine import OUTPUT_NAMES, Engine
 from lookalike.errors import InputError, LookalikeError, NotFoundError
 from lookalike.grpcutil import make_server, mapped
-from lookalike.obs import get_logger, serve_metrics
+from lookalike.obs import get_logger, init_coordinator_metrics, serve_metrics
 from lookalike.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
 log = get_logger("coordinator")
@@ -267,6 +267,7 @@ class Coordinator:
         from lookalike.store import open_store
 
         self.settings = settings
+        init_coordinator_metrics()
         settings.home.mkdir(parents=True, exist_ok=True)
         self.state = open_state(settings.resolved_db_url)
         self.store = open_store(settings.resolved_store_url, access_key=settings.s3_access_key,

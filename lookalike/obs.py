@@ -21,6 +21,29 @@ BYTES_STORED = Counter("lookalike_bytes_stored_total", "Bytes written to the seg
 RPCS = Counter("lookalike_rpc_total", "RPCs served", ["service", "method", "code"])
 
 
+JOB_KINDS = ("analyze_range", "analyze_audio", "analyze_merge", "render_range", "render_audio", "assemble", "score")
+FRAME_STAGES = ("analyze", "render", "encode", "grade", "assemble")
+
+
+def init_coordinator_metrics() -> None:
+    """Create every known label set at 0, so the first event shows in rate() instead of arriving as
+    a series that starts at its final value."""
+    for kind in JOB_KINDS:
+        for state in ("succeeded", "dead"):
+            JOBS.labels(kind, state)
+        for outcome in ("promoted", "late", "failed"):
+            ATTEMPTS.labels(kind, outcome)
+    for state in ("done", "failed", "cancelled"):
+        PROJECTS.labels(state)
+
+
+def init_node_metrics(node_id: str) -> None:
+    for stage in FRAME_STAGES:
+        FRAMES.labels(stage, node_id)
+    for kind in ("segment", "audio", "final"):
+        BYTES_STORED.labels(kind)
+
+
 def configure_logging(level: str = "info", *, stream=None) -> None:
     """JSON lines on stderr: one object per event with its project, job and attempt ids."""
     lvl = getattr(logging, level.upper(), logging.INFO)

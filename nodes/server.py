@@ -15,7 +15,7 @@ import grpc
 from lookalike.errors import InputError
 from lookalike.grpcutil import channel, make_server, mapped, wait_ready
 from lookalike.nodes.runtime import Format, NodeRuntime
-from lookalike.obs import get_logger
+from lookalike.obs import get_logger, init_node_metrics
 from lookalike.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 
 log = get_logger("node")
@@ -175,6 +175,7 @@ class NodeProcess:
         self._info_args = (capabilities, slots)
         # The store is the coordinator's: learn it at registration, before serving anything.
         self.runtime = NodeRuntime(None, node_id=self.node_id, cache_dir=cache_dir)
+        init_node_metrics(self.node_id)
         self.servicer = NodeServicer(self.runtime)
         self.server, self.port = make_server(
             listen, [(node_pb2_grpc.add_NodeServicer_to_server, self.servicer, "lookalike.v1.Node")], workers=16
