@@ -31,6 +31,7 @@ def _bad_files(d):
     Image.new("RGB", (64, 48), (200, 30, 30)).save(d / "still.png")
     media.write_audio(str(d / "audio_only.m4a"), __import__("numpy").zeros((2, 48000), "float32"), 48000)
     make_clip(d / "one_frame.mp4", [(1, (200, 100, 50), 0.0)], bpm=None)
+    _sixteen_k(d / "huge.mkv")
     return {
         "notes.mp4": ["notes.mp4"],
         "empty.mp4": ["empty"],
@@ -38,7 +39,23 @@ def _bad_files(d):
         "still.png": ["image"],
         "audio_only.m4a": ["video"],
         "one_frame.mp4": ["frame"],
+        "huge.mkv": ["16384", "8192"],
     }
+
+
+def _sixteen_k(path):
+    """A real 16384-px-wide video (FFV1 takes any size), three frames."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=10)
+        s.width, s.height, s.pix_fmt = 16384, 16, "yuv420p"
+        for i in range(3):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((16, 16384, 3), i * 40, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
 
 
 def _assert_clean_error(r, code, *words):
@@ -73,7 +90,7 @@ def test_coordinator_that_does_not_answer(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["notes.mp4", "empty.mp4", "truncated.mp4", "still.png", "audio_only.m4a",
-                                  "one_frame.mp4"])
+                                  "one_frame.mp4", "huge.mkv"])
 def test_bad_samples_are_refused_with_a_reason(tmp_path, farm, name):
     words = _bad_files(tmp_path)[name]
     out = tmp_path / "out"
