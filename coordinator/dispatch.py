@@ -32,6 +32,7 @@ class NodeGateway:
 
         self._grpc = grpc
         self._channels: dict[str, object] = {}
+        self._calls: dict[str, object] = {}
         self._lock = threading.Lock()
 
     def _channel(self, address: str):
@@ -43,19 +44,59 @@ class NodeGateway:
                 ch = self._channels[address] = channel(address)
             return ch
 
-    def call(self, address: str, method: str, payload: bytes, timeout: float) -> tuple[str, bytes | str]:
+    def call(self, address: str, method: str, payload: bytes, timeout: float, call_id: str = "") -> tuple[str, bytes | str]:
         ch = self._channel(address)
         fn = ch.unary_unary(f"/lookalike.v1.Node/{method}")
+        future = fn.future(payload, timeout=timeout)
+        if call_id:
+            with self._lock:
+                self._calls[call_id] = future
         try:
-            return "OK", fn(payload, timeout=timeout)
+            return "OK", future.result()
+        except self._grpc.FutureCancelledError:
+            return "CANCELLED", "cancelled by the coordinator"
         except self._grpc.RpcError as exc:
             return exc.code().name, exc.details() or str(exc)
+        finally:
+            if call_id:
+                with self._lock:
+                    self._calls.pop(call_id, None)
+
+    def cancel(self, call_ids: list[str]) -> int:
+        """Cancel calls in flight (the node sees its request cancelled and stops the range)."""
+        with self._lock:
+            futures = [self._calls.get(i) for i in call_ids]
+        return sum(1 for f in futures if f is not None and f.cancel())
 
     def forget(self, address: str) -> None:
         with self._lock:
             ch = self._channels.pop(address, None)
         if ch is not None:
             ch.close()
+
+
+def share_slots(
+    waiting: dict[str, tuple[int, str, float, int]], stalled: set[str], tenant_running: dict[str, int], free: int
+) -> dict[str, int]:
+    """How many jobs each waiting project may start now.
+
+    `waiting` maps a project to (priority, tenant, waiting since, jobs queued). Free slots go first to
+    higher priority, then to the tenant with fewer attempts running (so one tenant's many projects do
+    not starve another's one), then first come. A stalled project (offered slots, could use none)
+    stands aside and gets only what is left over.
+    """
+    ranked = sorted(
+        (p for p, w in waiting.items() if w[3] > 0 and p not in stalled),
+        key=lambda p: (-waiting[p][0], tenant_running.get(waiting[p][1], 0), waiting[p][2]),
+    )
+    out: dict[str, int] = {}
+    for p in ranked:
+        out[p] = min(waiting[p][3], free)
+        free -= out[p]
+    for p in stalled:
+        if p in waiting:
+            out[p] = min(waiting[p][3], free)
+    return out
 
 
 @dataclass
@@ -73,8 +114,14 @@ class Dispatcher:
     """Runs a project's jobs of some kinds to the end, one attempt at a time per job."""
 
     def __init__(self, state, *, ray_address: str | None = None, node_timeout_s: float = 6.0,
-                 call_timeout_s: float = 300.0, blocklist_after: int = 3) -> None:
+                 call_timeout_s: float = 300.0, blocklist_after: int = 3,
+                 discard: Callable[[str], None] | None = None) -> None:
         self.state = state
+        self.discard = discard
+        # Our own queue in front of Ray: which waiting project gets the next free slots.
+        self._waiting: dict[str, tuple[int, str, float, int]] = {}  # project -> (priority, tenant, since, queued)
+        self._stalled: set[str] = set()
+        self._tenant_running: dict[str, int] = {}
         self.node_timeout_s = node_timeout_s
         self.call_timeout_s = call_timeout_s
         self.blocklist_after = blocklist_after
@@ -177,6 +224,13 @@ class Dispatcher:
                 node.down_until = time.time() + self.node_timeout_s
         raise last
 
+    # -- fair share ---------------------------------------------------------------------------
+    def _allowance(self, project_id: str) -> int:
+        with self._lock:
+            free = sum(max(0, n.slots - n.running) for n in self.alive_nodes())
+            shares = share_slots(self._waiting, self._stalled, self._tenant_running, free)
+        return shares.get(project_id, 0)
+
     # -- running jobs -------------------------------------------------------------------------
     def run(
         self,
@@ -188,6 +242,8 @@ class Dispatcher:
         cancelled: threading.Event | None = None,
         on_done: Callable[[object, dict], None] | None = None,
         needs: tuple[str, ...] = (),
+        tenant: str = "default",
+        priority: int = 0,
     ) -> None:
         """Dispatch every queued job of these kinds until each is succeeded (or raise JobError for a
         dead one). `build(job, attempt)` gives (Node method, request message); `parse(method, reply
@@ -195,11 +251,13 @@ class Dispatcher:
         missing = [c for c in needs if c not in self.capabilities_known()] if needs else []
         if missing:
             raise JobError(f"no node offers {', '.join(missing)}: these jobs cannot run on this farm",
-                           hint="add a node with that capability or change the request")
+                           hint="add a node with that capability (lookalike node --capabilities ...) or drop the requirement")
         inflight: dict = {}
+        since = time.time()
         try:
             while True:
                 if cancelled is not None and cancelled.is_set():
+                    self.gateway.cancel.remote([a.id for _, a, _, _, _ in inflight.values()])
                     raise CancelledError(f"project {project_id} was cancelled")
                 self._reap_dead_nodes()
                 jobs = [j for j in self.state.jobs(project_id) if j.kind in kinds]
@@ -210,35 +268,80 @@ class Dispatcher:
                 if all(j.state == "succeeded" for j in jobs):
                     return
                 queued = [j for j in jobs if j.state == "queued"]
-                self._queued[project_id] = len(queued)
-                for job in queued:
+                with self._lock:
+                    self._waiting[project_id] = (priority, tenant, since, len(queued))
+                    self._queued[project_id] = len(queued)
+                allowed = self._allowance(project_id)
+                started = 0
+                for job in queued[:allowed]:
                     with self._lock:
                         node = self._pick(job.kind, needs)
                         if node is None:
                             break
                         node.running += 1
+                        self._tenant_running[tenant] = self._tenant_running.get(tenant, 0) + 1
                     attempt = self.state.start_attempt(job.id, node.node_id)
                     method, request = build(job, attempt)
-                    ref = self.gateway.call.remote(node.address, method, request.SerializeToString(), self.call_timeout_s)
+                    ref = self.gateway.call.remote(node.address, method, request.SerializeToString(),
+                                                   self.call_timeout_s, attempt.id)
                     inflight[ref] = (job, attempt, node, method, time.time())
+                    started += 1
+                with self._lock:
+                    # A project that was offered slots but could start nothing (its jobs need what the
+                    # free nodes lack) must not hold the queue: it stands aside until it starts again.
+                    if allowed and not started:
+                        self._stalled.add(project_id)
+                    elif started:
+                        self._stalled.discard(project_id)
                 if not inflight:
                     if not self.alive_nodes():
                         log.warning("no_nodes_alive", project=project_id)
                     with self._lock:
                         self._changed.wait(0.2)
                     continue
-                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.25)
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.2)
                 for ref in ready:
                     job, attempt, node, method, t0 = inflight.pop(ref)
-                    with self._lock:
-                        node.running = max(0, node.running - 1)
+                    self._release(node, tenant)
                     code, payload = ray.get(ref)
                     self._settle(job, attempt, node, method, code, payload, t0, parse, on_done)
         finally:
-            self._queued.pop(project_id, None)
+            with self._lock:
+                self._queued.pop(project_id, None)
+                self._waiting.pop(project_id, None)
+                self._stalled.discard(project_id)
+                self._changed.notify_all()
             for job, attempt, node, _, _ in inflight.values():
-                with self._lock:
-                    node.running = max(0, node.running - 1)
+                self._release(node, tenant)
+            if inflight:
+                threading.Thread(target=self._settle_late, args=(dict(inflight), parse), name="late", daemon=True).start()
+
+    def _release(self, node: NodeSlot, tenant: str) -> None:
+        with self._lock:
+            node.running = max(0, node.running - 1)
+            self._tenant_running[tenant] = max(0, self._tenant_running.get(tenant, 1) - 1)
+            self._changed.notify_all()
+
+    def _settle_late(self, inflight: dict, parse) -> None:
+        """Results still on their way when a run ended (a hung node that came back, a cancelled
+        project): each is offered to the state store, which refuses it (fencing), and its segment is
+        dropped so nothing orphaned stays in the store."""
+        for ref, (job, attempt, node, method, _) in inflight.items():
+            try:
+                code, payload = ray.get(ref, timeout=self.call_timeout_s + 30)
+            except Exception as exc:  # noqa: BLE001 - a late result that never comes is simply gone
+                log.warning("late_result_lost", job=job.id, attempt=attempt.id, error=repr(exc))
+                continue
+            key = parse(method, payload).get("key") if code == "OK" else None
+            promoted = self.state.finish_attempt(attempt.id, ok=code == "OK", output_key=key,
+                                                 error=None if code == "OK" else f"{code}: {payload}")
+            ATTEMPTS.labels(job.kind, "promoted" if promoted else "late").inc()
+            log.info("late_result", job=job.id, attempt=attempt.id, node=node.node_id, promoted=promoted, code=code)
+            if not promoted and key and self.discard is not None:
+                try:
+                    self.discard(key)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("late_segment_not_deleted", key=key, error=repr(exc))
 
     def _settle(self, job, attempt, node, method, code, payload, t0, parse, on_done) -> None:
         JOB_SECONDS.labels(job.kind).observe(time.time() - t0)
@@ -250,6 +353,8 @@ class Dispatcher:
                 JOBS.labels(job.kind, "succeeded").inc()
                 if on_done is not None:
                     on_done(job, result)
+            elif result.get("key") and self.discard is not None:
+                self.discard(result["key"])
             return
         transient = code in TRANSIENT
         log.warning("attempt_failed", job=job.id, attempt=attempt.id, node=node.node_id, code=code, error=payload,

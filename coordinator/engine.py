@@ -174,6 +174,11 @@ class Engine:
         PROJECTS.labels("failed").inc()
         log.warning("project_failed", project=project_id, error=message)
 
+    def _share(self, project_id: str) -> dict:
+        """Who the project's jobs queue as: its tenant and priority (the fair-share queue's keys)."""
+        p = self.state.get_project(project_id)
+        return {"tenant": p.tenant, "priority": int(p.options.get("priority") or 0)}
+
     def _ctx(self, job, attempt) -> node_pb2.JobContext:
         return node_pb2.JobContext(project_id=job.project_id, job_id=job.id, attempt_id=attempt.id)
 
@@ -206,7 +211,7 @@ class Engine:
             self.emit(project_id, "analyzing", done[0], total, f"analyzed frames {job.start_frame}-{job.end_frame}")
 
         self.dispatcher.run(project_id, {"analyze_range", "analyze_audio"}, build, _parse_features,
-                            cancelled=cancelled, on_done=on_done)
+                            cancelled=cancelled, on_done=on_done, **self._share(project_id))
         jobs = self.state.jobs(project_id)
         ranges = sorted((j for j in jobs if j.kind == "analyze_range"), key=lambda j: j.start_frame)
         audio = next(j for j in jobs if j.kind == "analyze_audio")
@@ -223,7 +228,7 @@ class Engine:
             )
             return "Analyze", req
 
-        self.dispatcher.run(project_id, {"analyze_merge"}, build_merge, _parse_features, cancelled=cancelled)
+        self.dispatcher.run(project_id, {"analyze_merge"}, build_merge, _parse_features, cancelled=cancelled, **self._share(project_id))
         merged = next(j for j in self.state.jobs(project_id) if j.kind == "analyze_merge").result["features"]
         merged["source"]["path"] = opts.get("sample_name") or merged["source"].get("path")
         self.state.put_document(project_id, "analysis", merged)
@@ -279,7 +284,8 @@ class Engine:
                           f"scene {job.scene_index}: frames {job.start_frame}-{job.end_frame}")
 
         self.dispatcher.run(project_id, {"render_range", "render_audio"}, build, _parse_reply,
-                            cancelled=cancelled, on_done=on_done)
+                            cancelled=cancelled, on_done=on_done, needs=tuple(opts.get("require") or ()),
+                            **self._share(project_id))
         jobs = self.state.jobs(project_id)
         ranges = sorted((j for j in jobs if j.kind == "render_range"), key=lambda j: j.start_frame)
         covered = [(j.start_frame, j.end_frame) for j in ranges]
@@ -306,7 +312,7 @@ class Engine:
                 expected_frames=plan["format"]["n_frames"],
             )
 
-        self.dispatcher.run(project_id, {"assemble"}, build, _parse_reply, cancelled=cancelled)
+        self.dispatcher.run(project_id, {"assemble"}, build, _parse_reply, cancelled=cancelled, **self._share(project_id))
         job = next(j for j in self.state.jobs(project_id) if j.kind == "assemble")
         self.store.copy(job.result["key"], out_key(project_id, "final.mp4"))
 
@@ -324,7 +330,7 @@ class Engine:
                 analysis_json=json.dumps(analysis), plan_json=json.dumps(plan),
             )
 
-        self.dispatcher.run(project_id, {"score"}, build, _parse_reply, cancelled=cancelled)
+        self.dispatcher.run(project_id, {"score"}, build, _parse_reply, cancelled=cancelled, **self._share(project_id))
         doc = next(j for j in self.state.jobs(project_id) if j.kind == "score").result["similarity"]
         self.state.put_document(project_id, "similarity", doc)
         return doc

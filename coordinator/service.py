@@ -133,7 +133,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             raise InputError("chunk_frames must be >= 0 and crf between 0 and 51")
         options = {"keep_audio": o.keep_audio, "keep_video": o.keep_video, "chunk_frames": o.chunk_frames or None,
                    "seed": o.seed, "codec": o.codec or "libx264", "crf": o.crf or 20, "sample_name": req.name or "",
-                   "priority": req.priority}
+                   "priority": req.priority, "require": [str(r) for r in o.require]}
         return self.engine.submit(TENANT, req.name or "remake", sample_key, subject_key, options)
 
     def Remake(self, request, context):
@@ -273,7 +273,8 @@ class Coordinator:
         self.store = open_store(settings.resolved_store_url, access_key=settings.s3_access_key,
                                 secret_key=settings.s3_secret_key)
         self.dispatcher = Dispatcher(self.state, ray_address=settings.ray_address,
-                                     node_timeout_s=settings.node_timeout_s, call_timeout_s=settings.call_timeout_s)
+                                     node_timeout_s=settings.node_timeout_s, call_timeout_s=settings.call_timeout_s,
+                                     discard=self.store.delete)
         self.engine = Engine(settings, self.state, self.store, self.dispatcher)
         self.server, self.port = make_server(listen, [
             (coordinator_pb2_grpc.add_CoordinatorServicer_to_server, CoordinatorServicer(self.engine, settings),

@@ -107,7 +107,8 @@ def cmd_remake(args) -> int:
 
     def run(c):
         p = c.remake(args.sample, subject=args.subject, out=out, on_progress=progress, keep_audio=args.keep_audio,
-                     keep_video=args.keep_video, seed=args.seed, chunk_frames=args.chunk_frames)
+                     keep_video=args.keep_video, seed=args.seed, chunk_frames=args.chunk_frames,
+                     priority=args.priority, require=tuple(r for r in args.require.split(",") if r))
         sim = json.loads((out / "similarity.json").read_text())
         if not args.quiet:
             print(f"done: {out / 'final.mp4'} (project {p.id}); similarity overall "
@@ -184,6 +185,8 @@ def cmd_node(args) -> int:
     n = NodeProcess(args.coordinator, listen=args.listen, advertise_host=args.advertise_host, slots=args.slots,
                     capabilities=tuple(args.capabilities.split(",")), s3_access_key=settings.s3_access_key,
                     s3_secret_key=settings.s3_secret_key)
+    if settings.fail_jobs:
+        n.runtime.fail_kinds = frozenset(k for k in settings.fail_jobs.split(",") if k)
     metrics = serve_metrics(args.metrics_port, addr=args.listen.rsplit(":", 1)[0]) if args.metrics_port is not None else None
     print(json.dumps({"event": "node_listening", "node_id": n.node_id, "address": n.address, "metrics_port": metrics}),
           flush=True)
@@ -277,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-video", action="store_true", help="copy the sample's pictures instead of new ones")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-frames", type=int, default=0, help="frames per render job (default 48)")
+    p.add_argument("--priority", type=int, default=0, help="higher runs first when the farm is busy")
+    p.add_argument("--require", default="", help="node capabilities the render needs, e.g. gpu,nvenc")
     p.add_argument("--quiet", action="store_true")
     farm_opts(p)
     p.set_defaults(fn=cmd_remake)

@@ -31,6 +31,22 @@ class Settings:
     max_upload_bytes: int = 4 << 30
     max_duration_s: float = 3600.0
     log_level: str = "info"
+    # Security (docs: coordinator/auth.py). All off by default, so an embedded farm needs nothing.
+    tokens_file: str | None = None  # coordinator: "TOKEN TENANT" per line; set: every API call needs a token
+    token: str | None = None  # client: the bearer token sent as `authorization: Bearer TOKEN`
+    node_token: str | None = None  # shared by the coordinator and its nodes (NodeRegistry and Node calls)
+    tls_cert: str | None = None  # server: PEM certificate chain (coordinator or node)
+    tls_key: str | None = None  # server: PEM private key
+    tls_ca: str | None = None  # client, node, coordinator: PEM CA that signed the servers' certificates
+    tls_server_name: str | None = None  # client: the name to verify in the server certificate, if not the host
+    # Limits the coordinator enforces on every tenant.
+    max_side_px: int = 8192  # the longer side of a sample or subject
+    max_pixels: int = 8192 * 4320  # width x height of a sample or subject
+    rate_per_s: float = 50.0  # API calls per second per tenant (token bucket); 0: no limit
+    rate_burst: int = 200  # calls a tenant may make at once before the rate applies
+    # Chaos testing: a node fails every job of these kinds (comma-separated), to exercise retries,
+    # blocklisting and dead jobs on a real farm. Empty in production.
+    fail_jobs: str = ""
 
     @property
     def resolved_db_url(self) -> str:
@@ -54,16 +70,24 @@ class Settings:
             if raw is None:
                 continue
             current = getattr(base, f.name)
-            if isinstance(current, bool):
-                values[f.name] = raw.lower() in ("1", "true", "yes")
-            elif isinstance(current, int):
-                values[f.name] = int(raw)
-            elif isinstance(current, float):
-                values[f.name] = float(raw)
-            elif isinstance(current, Path):
-                values[f.name] = Path(raw)
-            else:
-                values[f.name] = raw
+            try:
+                if isinstance(current, bool):
+                    values[f.name] = raw.lower() in ("1", "true", "yes")
+                elif isinstance(current, int):
+                    values[f.name] = int(raw)
+                elif isinstance(current, float):
+                    values[f.name] = float(raw)
+                elif isinstance(current, Path):
+                    values[f.name] = Path(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError:
+                from lookalike.errors import ConfigError
+
+                raise ConfigError(
+                    f"LOOKALIKE_{f.name.upper()}={raw!r} is not a {type(current).__name__}",
+                    hint="fix or unset that environment variable",
+                ) from None
         # The S3 keys have the names scripts already use.
         values.setdefault("s3_access_key", env.get("LOOKALIKE_S3_ACCESS_KEY"))
         values.setdefault("s3_secret_key", env.get("LOOKALIKE_S3_SECRET_KEY"))

@@ -56,8 +56,10 @@ def _sha256(path: str) -> str:
 class NodeRuntime:
     """One node's work. Thread-safe: the gRPC server calls it from several threads."""
 
-    def __init__(self, store, *, node_id: str = "local", cache_dir: str | None = None) -> None:
+    def __init__(self, store, *, node_id: str = "local", cache_dir: str | None = None,
+                 fail_kinds: frozenset[str] = frozenset()) -> None:
         self.store = store
+        self.fail_kinds = fail_kinds
         self.node_id = node_id
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="lookalike-node-"))
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -171,9 +173,14 @@ class NodeRuntime:
         subject_seed: int = 0,
         keep_video: bool = False,
         sample_key: str = "",
+        should_stop=None,
     ) -> SegmentResult:
         """Generate frames [start, end) of one scene, encode them as one closed-GOP segment, verify it,
         and put it in the store under `output_key` (which names the attempt)."""
+        if "render_range" in self.fail_kinds:
+            from lookalike.errors import JobError
+
+            raise JobError(f"node {self.node_id} is set to fail render_range jobs (LOOKALIKE_FAIL_JOBS)")
         if not scene["start_frame"] <= start < end <= scene["end_frame"]:
             raise InputError(
                 f"range [{start}, {end}) is not inside scene {scene.get('index')} "
@@ -189,11 +196,12 @@ class NodeRuntime:
         else:
             renderer = self._renderer(scene, fmt, subject_key, seed, subject_seed)
             frames = (renderer.frame(i) for i in range(start, end))
-        return self.encode(frames, fmt, output_key, expected=end - start, t0=t0, stage="render")
+        return self.encode(frames, fmt, output_key, expected=end - start, t0=t0, stage="render",
+                           should_stop=should_stop)
 
     def encode(
         self, frames: Iterable[np.ndarray], fmt: Format, output_key: str, *, expected: int | None, t0: float | None = None,
-        stage: str = "encode",
+        stage: str = "encode", should_stop=None,
     ) -> SegmentResult:
         from lookalike.nodes import media
 
@@ -205,6 +213,10 @@ class NodeRuntime:
                 tmp, width=fmt.width, height=fmt.height, fps=fmt.fps, codec=fmt.codec, crf=fmt.crf, preset=fmt.preset
             ) as w:
                 for frame in frames:
+                    if should_stop is not None and should_stop():
+                        from lookalike.errors import CancelledError
+
+                        raise CancelledError(f"stopped after {n} frames: the request was cancelled")
                     w.write(frame)
                     n += 1
             if expected is not None and n != expected:

@@ -129,6 +129,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                 subject_seed=request.subject_seed,
                 keep_video=request.keep_video,
                 sample_key=request.sample_key,
+                should_stop=lambda: not context.is_active(),
             )
             return _segment_reply(r)
         finally:

@@ -69,11 +69,12 @@ class Farm:
         self.coordinator.send_signal(signal.SIGKILL)
         self.coordinator.wait()
 
-    def add_node(self) -> subprocess.Popen:
+    def add_node(self, env: dict | None = None, args: tuple[str, ...] = ()) -> subprocess.Popen:
         import json
 
-        p = _spawn(["node", "--coordinator", self.address], self.env, self.log)
-        json.loads(p.stdout.readline())
+        p = _spawn(["node", "--coordinator", self.address, *args], {**self.env, **(env or {})}, self.log)
+        line = json.loads(p.stdout.readline())
+        p.node_id = line["node_id"]  # type: ignore[attr-defined]
         return p
 
     def close(self) -> None:

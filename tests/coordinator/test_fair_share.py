@@ -1,0 +1,24 @@
+from lookalike.coordinator.dispatch import share_slots
+
+
+def test_priority_first():
+    waiting = {"low": (0, "a", 1.0, 5), "high": (5, "b", 9.0, 5)}
+    assert share_slots(waiting, set(), {}, 3) == {"high": 3, "low": 0}
+
+
+def test_tenant_with_less_running_goes_first_at_equal_priority():
+    waiting = {"a1": (0, "a", 1.0, 4), "a2": (0, "a", 2.0, 4), "b1": (0, "b", 3.0, 4)}
+    shares = share_slots(waiting, set(), {"a": 2, "b": 0}, 2)
+    assert shares["b1"] == 2 and shares["a1"] == 0 and shares["a2"] == 0
+
+
+def test_first_come_within_a_tenant_and_no_more_than_queued():
+    waiting = {"old": (0, "a", 1.0, 1), "new": (0, "a", 2.0, 9)}
+    assert share_slots(waiting, set(), {}, 4) == {"old": 1, "new": 3}
+
+
+def test_a_stalled_project_does_not_block_the_queue():
+    waiting = {"gpu": (9, "a", 1.0, 5), "cpu": (0, "b", 2.0, 5)}
+    shares = share_slots(waiting, {"gpu"}, {}, 2)
+    assert shares["cpu"] == 2 and shares["gpu"] == 0
+    assert share_slots(waiting, {"gpu"}, {}, 7)["gpu"] == 2

@@ -1,0 +1,123 @@
+"""Faults a farm must survive, on a loopback farm (coordinator and node processes, SQLite, folder store):
+a node that hangs and comes back late, a node that fails every job, jobs no node can run."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import numpy as np
+import pytest
+from farm import Farm, cli
+from synth import make_clip
+
+from lookalike.client import Client
+from lookalike.coordinator.state import open_state
+from lookalike.errors import JobError
+from lookalike.nodes import media
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    path = tmp_path_factory.mktemp("faults") / "sample.mp4"
+    return path, make_clip(path, [(36, (240, 170, 90), 2.0), (30, (90, 140, 240), -2.0)])
+
+
+def _frames(path):
+    return np.stack([f for _, _, f in media.iter_frames(str(path))])
+
+
+def _state(farm):
+    return open_state(f"sqlite:///{(farm.home / 'state.db').resolve()}")
+
+
+def _until(predicate, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_a_hung_node_is_replaced_and_its_late_result_refused(tmp_path, sample):
+    path, truth = sample
+    farm = Farm(tmp_path / "farm", nodes=2)
+    try:
+        with Client(farm.address) as c:
+            reference = c.remake(path, out=tmp_path / "ref", chunk_frames=6)
+            p = c.submit(path, chunk_frames=6)
+            stopped = None
+            for ev in c.watch(p.id):
+                if stopped is None and ev.stage == "rendering" and ev.done > 0:
+                    stopped = farm.nodes[0]
+                    stopped.send_signal(signal.SIGSTOP)  # hangs: no heartbeats, no replies
+                if ev.state in ("done", "failed", "cancelled"):
+                    break
+            assert stopped is not None
+            c.wait(p.id)
+            c.fetch_outputs(p.id, tmp_path / "faulty")
+            stopped.send_signal(signal.SIGCONT)  # comes back late
+        assert reference.state == "done"
+        with _state(farm) as st:
+            hung = [a for j in st.jobs(p.id) for a in st.attempts(j.id) if a.node_id == stopped.node_id]
+
+            def late_refused():
+                states = {st.get_attempt(a.id).state for a in hung}
+                return "running" not in states
+
+            _until(late_refused, what="the hung node's attempts to be settled")
+            lost = [st.get_attempt(a.id) for a in hung if st.get_attempt(a.id).state in ("lost", "late")]
+            assert lost, "the hung node held no attempt when it stopped"
+            for j in st.jobs(p.id):
+                assert j.promoted_attempt_id not in {a.id for a in lost}
+        assert np.array_equal(_frames(tmp_path / "ref" / "final.mp4"), _frames(tmp_path / "faulty" / "final.mp4"))
+    finally:
+        farm.close()
+
+
+def test_a_failing_node_is_blocklisted_and_the_work_done_elsewhere(tmp_path, sample):
+    path, truth = sample
+    farm = Farm(tmp_path / "farm", nodes=1)
+    try:
+        bad = farm.add_node(env={"LOOKALIKE_FAIL_JOBS": "render_range"})
+        with Client(farm.address) as c:
+            p = c.remake(path, out=tmp_path / "out", chunk_frames=6)
+        assert media.probe(str(tmp_path / "out" / "final.mp4")).n_frames == truth["n_frames"]
+        with _state(farm) as st:
+            failed = [a for j in st.jobs(p.id) for a in st.attempts(j.id) if a.node_id == bad.node_id]
+            assert failed and all(a.state == "failed" for a in failed)
+            assert st.is_blocklisted(bad.node_id, "render_range")
+    finally:
+        farm.close()
+
+
+def test_a_job_past_its_retries_is_dead_and_the_project_says_why(tmp_path, sample):
+    path, _ = sample
+    farm = Farm(tmp_path / "farm", nodes=0)
+    try:
+        farm.nodes = [farm.add_node(env={"LOOKALIKE_FAIL_JOBS": "render_range"}) for _ in range(2)]
+        r = cli("remake", str(path), "--out", str(tmp_path / "out"), "--cluster", farm.address, "--quiet")
+        assert r.returncode == JobError.exit_code, r.stderr[-2000:]
+        assert "failed for good" in r.stderr and "LOOKALIKE_FAIL_JOBS" in r.stderr
+        assert not (tmp_path / "out" / "final.mp4").exists()
+    finally:
+        farm.close()
+
+
+def test_a_job_needing_what_no_node_has_is_refused(tmp_path, sample):
+    path, _ = sample
+    farm = Farm(tmp_path / "farm", nodes=1)
+    try:
+        r = cli("remake", str(path), "--out", str(tmp_path / "out"), "--cluster", farm.address, "--quiet",
+                "--require", "gpu")
+        assert r.returncode == JobError.exit_code, r.stderr[-2000:]
+        assert "no node offers gpu" in r.stderr
+        # A node that has it makes the same request work.
+        farm.add_node(args=("--capabilities", "cpu,gpu"))
+        r = cli("remake", str(path), "--out", str(tmp_path / "out2"), "--cluster", farm.address, "--quiet",
+                "--require", "gpu")
+        assert r.returncode == 0, r.stderr[-2000:]
+    finally:
+        farm.close()
