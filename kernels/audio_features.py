@@ -1,14 +1,21 @@
-"""Audio features for sample analysis: onset envelope, tempo and beats, key, loudness, silence.
+"""Audio features for sample analysis: onset envelope, tempo, beats and downbeats, key, loudness,
+sound-effect onsets, and music/speech/silence segments.
 
-Pure NumPy functions on sample arrays (float32 in [-1, 1]); no I/O. Tempo follows the classic
-recipe (Ellis 2007, as in librosa): spectral-flux onset envelope, autocorrelation weighted by a
-log-normal prior around 120 bpm to settle octave errors, beats by dynamic programming; the reported
-tempo is then refitted to the tracked beats so it is not quantised to envelope frames.
+Pure functions on sample arrays (float32 in [-1, 1]); no I/O. Tempo follows the classic recipe
+(Ellis 2007, as in librosa): spectral-flux onset envelope, autocorrelation weighted by a log-normal
+prior around 120 bpm to settle octave errors, beats by dynamic programming; the reported tempo is
+then refitted to the tracked beats so it is not quantised to envelope frames.
+
+The frame-level transforms (`stft_magnitude`, `onset_envelope`, `frame_features`) are written once
+for `xp` = numpy or cupy and run on the device when handed a cupy array; the decisions on top of them
+(beat tracking, peak picking, segment labels) are sequential and small, and run on the host.
 """
 
 from __future__ import annotations
 
 import math
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -21,29 +28,73 @@ _MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3
 _NOTES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 
 
-def stft_magnitude(y: np.ndarray, *, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
-    """|STFT| of a mono signal, shape (n_fft // 2 + 1, n_frames), Hann window, centred frames."""
-    y = np.asarray(y, dtype=np.float32)
-    pad = np.pad(y, (n_fft // 2, n_fft // 2))
+def _xp(a: Any) -> ModuleType:
+    """cupy for a cupy array, numpy otherwise (kernels import nothing from the rest of lookalike)."""
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np
+
+
+def _to_host(a: Any) -> np.ndarray:
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
+def stft_magnitude(y: Any, *, n_fft: int = N_FFT, hop: int = HOP) -> Any:
+    """|STFT| of a mono signal, shape (n_fft // 2 + 1, n_frames), Hann window, centred frames.
+
+    Same array module out as in (numpy or cupy).
+    """
+    xp = _xp(y)
+    y = xp.asarray(y, dtype=xp.float32)
+    pad = xp.pad(y, (n_fft // 2, n_fft // 2))
     n = 1 + max(0, (len(pad) - n_fft) // hop)
-    idx = np.arange(n_fft)[None, :] + hop * np.arange(n)[:, None]
-    frames = pad[idx] * np.hanning(n_fft).astype(np.float32)[None, :]
-    return np.abs(np.fft.rfft(frames, axis=1)).T.astype(np.float32)
+    idx = xp.arange(n_fft)[None, :] + hop * xp.arange(n)[:, None]
+    frames = pad[idx] * xp.hanning(n_fft).astype(xp.float32)[None, :]
+    return xp.abs(xp.fft.rfft(frames, axis=1)).T.astype(xp.float32)
 
 
-def onset_envelope(y: np.ndarray, rate: int, *, hop: int = HOP) -> np.ndarray:
-    """Spectral-flux onset strength per STFT frame (rate / hop frames per second), >= 0."""
+def _band_matrix(xp: ModuleType, n_bins: int, rate: int, n_fft: int, n_bands: int = 40) -> Any:
+    """Rectangular log-spaced bands (30 Hz up to Nyquist) pooling STFT bins, shape (n_bands, n_bins).
+
+    Pooling on a log-frequency axis, as a mel spectrogram does, gives a kick drum's few low bins the
+    same say as a hi-hat's hundreds of high ones; a plain mean over bins locks beats onto hats.
+    """
+    freqs = np.arange(n_bins) * rate / n_fft
+    edges = np.geomspace(30.0, max(rate / 2.0, 31.0), n_bands + 1)
+    m = np.zeros((n_bands, n_bins), dtype=np.float32)
+    for b in range(n_bands):
+        sel = (freqs >= edges[b]) & (freqs < edges[b + 1])
+        if not sel.any():  # a band narrower than a bin takes its nearest bin
+            sel = np.zeros(n_bins, bool)
+            sel[min(n_bins - 1, int(round(np.sqrt(edges[b] * edges[b + 1]) * n_fft / rate)))] = True
+        m[b, sel] = 1.0 / sel.sum()
+    return xp.asarray(m)
+
+
+def onset_envelope(y: Any, rate: int, *, hop: int = HOP, fmax_hz: float | None = None) -> Any:
+    """Spectral-flux onset strength per STFT frame (rate / hop frames per second), >= 0.
+
+    The flux is taken on log-compressed, log-frequency bands. `fmax_hz` keeps only the bands below
+    it (the bass/kick band that marks downbeats).
+    """
+    xp = _xp(y)
     mag = stft_magnitude(y, hop=hop)
     if mag.shape[1] < 2:
-        return np.zeros(mag.shape[1], dtype=np.float32)
+        return xp.zeros(mag.shape[1], dtype=xp.float32)
+    bands = _band_matrix(xp, mag.shape[0], rate, N_FFT)
+    if fmax_hz is not None:
+        top = np.geomspace(30.0, max(rate / 2.0, 31.0), bands.shape[0] + 1)[1:]
+        bands = bands[: max(1, int((top <= fmax_hz).sum()))]
     # Log compression so quiet and loud passages both show their onsets.
-    logm = np.log1p(1000.0 * mag)
-    flux = np.maximum(0.0, np.diff(logm, axis=1)).mean(axis=0)
-    env = np.concatenate([[0.0], flux])
+    logm = xp.log1p(1000.0 * (bands @ mag))
+    flux = xp.maximum(0.0, xp.diff(logm, axis=1)).mean(axis=0)
+    env = xp.concatenate([xp.zeros(1, dtype=flux.dtype), flux])
     # Remove the slowly varying part (crescendos are not onsets).
     k = max(1, int(round(0.4 * rate / hop)))
-    local = np.convolve(env, np.ones(k) / k, mode="same")
-    return np.maximum(0.0, env - local).astype(np.float32)
+    local = xp.convolve(env, xp.ones(k, dtype=env.dtype) / k, mode="same")
+    return xp.maximum(0.0, env - local).astype(xp.float32)
 
 
 def estimate_tempo(
@@ -122,9 +173,9 @@ def track_beats(env: np.ndarray, frame_rate: float, bpm: float, *, tightness: fl
     return beats
 
 
-def tempo_and_beats(y: np.ndarray, rate: int) -> tuple[float | None, list[float]]:
-    """(tempo in bpm or None, beat times in seconds) of a mono signal."""
-    env = onset_envelope(y, rate)
+def tempo_and_beats(y: Any, rate: int) -> tuple[float | None, list[float]]:
+    """(tempo in bpm or None, beat times in seconds) of a mono signal (numpy or cupy)."""
+    env = _to_host(onset_envelope(y, rate))
     fr = rate / HOP
     bpm = estimate_tempo(env, fr)
     if bpm is None:
@@ -142,7 +193,7 @@ def tempo_and_beats(y: np.ndarray, rate: int) -> tuple[float | None, list[float]
 
 def estimate_key(y: np.ndarray, rate: int) -> str | None:
     """Key name like "A minor" from a chroma profile correlated with Krumhansl-Kessler profiles."""
-    mag = stft_magnitude(y, n_fft=4096, hop=2048)
+    mag = _to_host(stft_magnitude(y, n_fft=4096, hop=2048))
     if mag.size == 0 or float(mag.sum()) <= 0:
         return None
     freqs = np.fft.rfftfreq(4096, 1.0 / rate)
@@ -230,3 +281,307 @@ def loudness_segments(
         kind = "music" if is_loud else "silence"
         out.append({"start_s": round(a * hop_s, 3), "end_s": round(min(b * hop_s, total), 3), "kind": kind})
     return out
+
+
+# --- onsets and downbeats -------------------------------------------------------------------------
+
+
+def onsets(
+    y: Any, rate: int, *, min_gap_s: float = 0.05, threshold: float = 3.0, hop: int = HOP
+) -> list[dict[str, float]]:
+    """Onsets (sound effects, hits, notes) as [{"t_s", "strength"}], strength relative to the median.
+
+    A frame of the onset envelope is an onset when it is the maximum within `min_gap_s` on either
+    side and stands `threshold` robust deviations (median absolute deviation) above the median of
+    the surrounding second; that adapts to loud and quiet passages alike. The time is the envelope
+    frame's centre, so it is early by at most half a hop (6 ms at 22.05 kHz).
+    """
+    env = _to_host(onset_envelope(y, rate, hop=hop)).astype(np.float64)
+    if len(env) < 3 or float(env.max(initial=0.0)) <= 0.0:
+        return []
+    fr = rate / hop
+    w = max(1, int(round(min_gap_s * fr)))
+    from scipy.ndimage import maximum_filter1d, median_filter
+
+    is_max = env >= maximum_filter1d(env, size=2 * w + 1, mode="constant")
+    ctx = max(3, int(round(fr)) | 1)
+    med = median_filter(env, size=ctx, mode="nearest")
+    mad = median_filter(np.abs(env - med), size=ctx, mode="nearest")
+    # A floor under the spread so a near-silent stretch does not turn noise into onsets.
+    floor = 0.05 * float(np.percentile(env, 99))
+    spread = np.maximum(mad * 1.4826, floor)
+    peaks = np.nonzero(is_max & (env > med + threshold * spread) & (env > floor))[0]
+    scale = float(np.median(env[env > 0])) if np.any(env > 0) else 1.0
+    return [{"t_s": round(float(i / fr), 4), "strength": round(float(env[i] / scale), 3)} for i in peaks]
+
+
+def _chroma_frames(y: Any, rate: int, *, n_fft: int = 4096, hop: int = 1024) -> np.ndarray:
+    """Chroma per STFT frame, shape (12, n_frames), from 55 Hz-2 kHz bins folded onto pitch classes."""
+    mag = _to_host(stft_magnitude(y, n_fft=n_fft, hop=hop)).astype(np.float64)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
+    ok = (freqs >= 55.0) & (freqs <= 2000.0)
+    pitch = np.round(12 * np.log2(freqs[ok] / 440.0) + 9).astype(int) % 12  # 0 = C
+    chroma = np.zeros((12, mag.shape[1]))
+    np.add.at(chroma, pitch, mag[ok] ** 2)
+    return chroma
+
+
+def downbeats(
+    y: Any, rate: int, beats_s: list[float], *, meters: tuple[int, ...] = (4, 3)
+) -> tuple[int | None, list[float]]:
+    """(beats per bar, downbeat times) for beats already tracked, or (None, []) with too few beats.
+
+    Bars start where the harmony changes: chords and bass lines move on the bar line far more often
+    than inside a bar. The change at each beat is one minus the cosine similarity of the chroma of
+    the beat before and the beat after; to that adds the bass-band (< 200 Hz) onset strength of the
+    beat, minus the bright-band (> 2 kHz) onset strength (snares and claps mark the back beats).
+    For each meter and phase the beats at that phase are compared with the others and the clearest
+    contrast wins. A meter other than the first in `meters` must win by a margin (10%): 4/4 is by
+    far the most common and a weak contrast is no evidence.
+    """
+    beats = np.asarray(beats_s, dtype=np.float64)
+    if len(beats) < 2 * max(meters):
+        return None, []
+    hop = 1024
+    chroma = _chroma_frames(y, rate, hop=hop)
+    cfr = rate / hop
+    bounds = np.clip(np.round(beats * cfr).astype(int), 0, chroma.shape[1])
+    edges = np.concatenate([bounds, [chroma.shape[1]]])
+    sync = np.stack(
+        [
+            chroma[:, a:b].sum(axis=1) if b > a else chroma[:, min(a, chroma.shape[1] - 1)]
+            for a, b in zip(edges[:-1], edges[1:], strict=True)
+        ],
+        axis=1,
+    )
+    norm = sync / np.maximum(np.linalg.norm(sync, axis=0, keepdims=True), 1e-12)
+    change = np.zeros(len(beats))
+    change[1:] = 1.0 - (norm[:, 1:] * norm[:, :-1]).sum(axis=0)
+    change[0] = change[1:].mean() if len(change) > 1 else 0.0
+
+    fr = rate / HOP
+    idx = np.clip(np.round(beats * fr).astype(int), 0, None)
+
+    def strength(env: np.ndarray) -> np.ndarray:
+        # The strongest envelope value within +-2 frames of each beat; scaled to unit mean.
+        ix = np.clip(idx, 0, len(env) - 1)
+        v = np.stack([env[np.clip(ix + d, 0, len(env) - 1)] for d in range(-2, 3)]).max(axis=0)
+        return v / max(float(v.mean()), 1e-12)
+
+    bass = strength(_to_host(onset_envelope(y, rate, fmax_hz=200.0)).astype(np.float64))
+    mag = _to_host(stft_magnitude(y)).astype(np.float64)
+    hi = np.log1p(1000.0 * mag[int(2000.0 * N_FFT / rate) :])
+    bright_env = np.concatenate([[0.0], np.maximum(0.0, np.diff(hi, axis=1)).mean(axis=0)])
+    bright = strength(bright_env)
+    change = change / max(float(change.mean()), 1e-12)
+    s = change + 0.5 * bass - 0.5 * bright
+    s = s - s.min() + 1e-3
+    best: tuple[float, int, int] | None = None
+    for rank, m in enumerate(meters):
+        for phase in range(m):
+            on = s[phase::m]
+            off = np.delete(s, np.arange(phase, len(s), m))
+            if len(on) < 2 or len(off) < 2:
+                continue
+            contrast = float(on.mean() / max(off.mean(), 1e-9))
+            score = contrast if rank == 0 else contrast / 1.10
+            if best is None or score > best[0]:
+                best = (score, m, phase)
+    if best is None:
+        return None, []
+    _, m, phase = best
+    return m, [round(float(t), 4) for t in beats[phase::m]]
+
+
+# --- music / speech / silence --------------------------------------------------------------------
+
+FRAME_S = 0.04
+FRAME_HOP_S = 0.01
+SEG_WINDOW_S = 2.0
+SEG_STEP_S = 0.5
+
+
+def frame_features(y: Any, rate: int, *, frame_s: float = FRAME_S, hop_s: float = FRAME_HOP_S) -> dict:
+    """Per-frame descriptors every `hop_s` seconds over `frame_s` windows (numpy or cupy in and out).
+
+    rms; zcr (zero crossings per sample); flatness (Wiener entropy of the power spectrum over
+    100 Hz-8 kHz: 1 for noise, near 0 for tones); centroid_hz; harmonic ratio (the normalized
+    autocorrelation peak over pitch lags of 70-400 Hz, near 1 for a voiced vowel or a held note)
+    and f0_hz at that peak.
+    """
+    xp = _xp(y)
+    y = xp.asarray(y, dtype=xp.float32)
+    fl = max(8, int(round(frame_s * rate)))
+    hop = max(1, int(round(hop_s * rate)))
+    if len(y) < fl:
+        y = xp.pad(y, (0, fl - len(y)))
+    n = 1 + (len(y) - fl) // hop
+    idx = xp.arange(fl)[None, :] + hop * xp.arange(n)[:, None]
+    fr = y[idx]
+    rms = xp.sqrt((fr * fr).mean(axis=1))
+    sign = fr < 0
+    zcr = (sign[:, 1:] != sign[:, :-1]).mean(axis=1)
+    centred = fr - fr.mean(axis=1, keepdims=True)
+    nfft = 1 << int(math.ceil(math.log2(2 * fl)))
+    spec = xp.fft.rfft(centred * xp.hanning(fl).astype(xp.float32)[None, :], nfft, axis=1)
+    power = (spec.real**2 + spec.imag**2).astype(xp.float32)
+    freqs = xp.fft.rfftfreq(nfft, 1.0 / rate).astype(xp.float32)
+    band = (freqs >= 100.0) & (freqs <= min(8000.0, rate / 2.0))
+    pb = power[:, band] + 1e-12
+    flatness = xp.exp(xp.log(pb).mean(axis=1)) / pb.mean(axis=1)
+    centroid = (power * freqs[None, :]).sum(axis=1) / xp.maximum(power.sum(axis=1), 1e-12)
+    # Autocorrelation by Wiener-Khinchin on the zero-padded frame (no circular wrap).
+    ac = xp.fft.irfft(power, nfft, axis=1)[:, :fl]
+    lo, hi = max(1, int(rate / 400.0)), min(fl - 1, int(rate / 70.0))
+    lag = lo + xp.argmax(ac[:, lo:hi], axis=1)
+    peak = xp.take_along_axis(ac, lag[:, None], axis=1)[:, 0]
+    harmonic = peak / xp.maximum(ac[:, 0], 1e-12)
+    return {
+        "rms": rms,
+        "zcr": zcr,
+        "flatness": flatness,
+        "centroid_hz": centroid,
+        "harmonic": harmonic,
+        "f0_hz": rate / lag.astype(xp.float32),
+    }
+
+
+def segment_features(y: Any, rate: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(window start times, features per SEG_WINDOW_S window every SEG_STEP_S) for the classifier.
+
+    lster: share of frames with energy below half the window mean (speech pauses between
+    syllables; sustained music rarely dips), Lu, Zhang & Jiang 2002. hzcrr: share of frames whose
+    zero-crossing rate exceeds 1.5x the window mean (speech alternates voiced and fricative sounds).
+    mod4: share of the energy envelope's 0.5-20 Hz modulation power within 3-6 Hz, the syllable
+    rate (Scheirer & Slaney 1997). voiced: share of the sounding frames with a harmonic ratio over
+    0.5 at a pitch of 70-400 Hz. flatness_std: spread of spectral flatness over sounding frames.
+    pulse: the onset envelope's autocorrelation peak at 0.3-1.5 s lags over a 4 s context (music
+    repeats a beat; speech does not).
+    """
+    ff = {k: _to_host(v).astype(np.float64) for k, v in frame_features(y, rate).items()}
+    env = _to_host(onset_envelope(y, rate)).astype(np.float64)
+    env_rate = rate / HOP
+    n = len(ff["rms"])
+    per = int(round(SEG_WINDOW_S / FRAME_HOP_S))
+    step = int(round(SEG_STEP_S / FRAME_HOP_S))
+    starts = list(range(0, max(1, n - per + 1), step))
+    energy = ff["rms"] ** 2
+    names = ("lster", "hzcrr", "mod4", "voiced", "flatness_std", "pulse", "db")
+    out: dict[str, list[float]] = {k: [] for k in names}
+    for a in starts:
+        sl = slice(a, a + per)
+        e, z = energy[sl], ff["zcr"][sl]
+        out["lster"].append(float((e < 0.5 * e.mean()).mean()) if e.mean() > 0 else 0.0)
+        out["hzcrr"].append(float((z > 1.5 * z.mean()).mean()) if z.mean() > 0 else 0.0)
+        envl = ff["rms"][sl] - ff["rms"][sl].mean()
+        mod = np.abs(np.fft.rfft(envl * np.hanning(len(envl)))) ** 2
+        f = np.fft.rfftfreq(len(envl), FRAME_HOP_S)
+        total = float(mod[(f >= 0.5) & (f <= 20.0)].sum())
+        out["mod4"].append(float(mod[(f >= 3.0) & (f <= 6.0)].sum()) / total if total > 0 else 0.0)
+        sounding = e > 0.1 * e.max() if e.max() > 0 else np.zeros(len(e), bool)
+        voiced = sounding & (ff["harmonic"][sl] > 0.5)
+        out["voiced"].append(float(voiced.sum() / max(1, sounding.sum())))
+        out["flatness_std"].append(float(ff["flatness"][sl][sounding].std()) if sounding.any() else 0.0)
+        # Pulse over a 4 s context centred on the window.
+        mid = (a + per / 2) * FRAME_HOP_S
+        lo_i = max(0, int((mid - 2.0) * env_rate))
+        seg = env[lo_i : lo_i + int(4.0 * env_rate)]
+        seg = seg - seg.mean()
+        ac = np.correlate(seg, seg, "full")[len(seg) - 1 :] if len(seg) else np.zeros(1)
+        l0, l1 = int(0.3 * env_rate), int(1.5 * env_rate)
+        out["pulse"].append(float(ac[l0:l1].max() / ac[0]) if ac[0] > 0 and len(ac) > l1 else 0.0)
+        out["db"].append(float(10 * np.log10(max(e.mean(), 1e-12))))
+    return np.asarray(starts) * FRAME_HOP_S, {k: np.asarray(v) for k, v in out.items()}
+
+
+def speech_score(feats: dict[str, np.ndarray]) -> np.ndarray:
+    """How speech-like each window is, in [0, 1]: a product of soft votes on the features.
+
+    Each vote is a logistic ramp around the threshold the literature gives for speech against music
+    (lster 0.35, hzcrr 0.1) or that separates the two on the reference clips (voiced 0.4 of
+    sounding frames; a pulse above 0.5 means a repeating beat, i.e. music). A product means every
+    cue must agree: one music-like cue is enough to veto speech.
+    """
+
+    def ramp(x: np.ndarray, at: float, width: float) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(x - at) / width))
+
+    return (
+        ramp(feats["lster"], 0.35, 0.04)
+        * ramp(feats["hzcrr"], 0.09, 0.01)
+        * ramp(feats["voiced"], 0.4, 0.03)
+        * ramp(-feats["pulse"], -0.5, 0.04)
+    )
+
+
+def sound_segments(
+    y: Any,
+    rate: int,
+    *,
+    silence_dbfs: float = -50.0,
+    min_speech_s: float = 1.0,
+) -> list[dict]:
+    """Music / speech / silence segments covering the whole signal, [{start_s, end_s, kind}].
+
+    Silence comes from `loudness_segments`; each sounding stretch is then split into speech and
+    music by `speech_score` on 2 s windows every 0.5 s (a 0.5 s cell is speech when the windows
+    covering it average above 0.5), smoothed so that speech runs shorter than `min_speech_s` fold
+    back into music. Anything that sounds and is not speech is labelled music (ambience included:
+    analysis.json knows three kinds).
+    """
+    y_host = _to_host(y).astype(np.float32)
+    coarse = loudness_segments(y_host, rate, silence_dbfs=silence_dbfs)
+    total = len(y_host) / rate
+    if not any(s["kind"] != "silence" for s in coarse):
+        return coarse
+    starts, feats = segment_features(y, rate)
+    score = speech_score(feats)
+    n_cells = max(1, int(math.ceil(total / SEG_STEP_S)))
+    acc = np.zeros(n_cells)
+    cnt = np.zeros(n_cells)
+    per_cells = int(round(SEG_WINDOW_S / SEG_STEP_S))
+    for t0, sc in zip(starts, score, strict=True):
+        c0 = int(round(t0 / SEG_STEP_S))
+        acc[c0 : c0 + per_cells] += sc
+        cnt[c0 : c0 + per_cells] += 1
+    # Cells past the last full window (a clip shorter than a window) take the nearest window.
+    if cnt.min() == 0:
+        last = int(np.nonzero(cnt)[0][-1]) if cnt.any() else 0
+        acc[cnt == 0], cnt[cnt == 0] = (acc[last] / max(cnt[last], 1)), 1
+    cell_speech = acc / cnt > 0.5
+    min_cells = max(1, int(round(min_speech_s / SEG_STEP_S)))
+    runs = _runs(cell_speech)
+    for a, b, v in runs:
+        if v and b - a < min_cells:
+            cell_speech[a:b] = False
+    out: list[dict] = []
+    for seg in coarse:
+        if seg["kind"] == "silence":
+            out.append(dict(seg))
+            continue
+        a_c = int(seg["start_s"] / SEG_STEP_S)
+        b_c = max(a_c + 1, int(math.ceil(seg["end_s"] / SEG_STEP_S)))
+        pos = seg["start_s"]
+        for _a, b, v in _runs(cell_speech[a_c:b_c]):
+            end = min(seg["end_s"], (a_c + b) * SEG_STEP_S)
+            if end - pos <= 1e-6:
+                continue
+            kind = "speech" if v else "music"
+            if out and out[-1]["kind"] == kind and abs(out[-1]["end_s"] - pos) < 1e-6:
+                out[-1]["end_s"] = round(end, 3)
+            else:
+                out.append({"start_s": round(pos, 3), "end_s": round(end, 3), "kind": kind})
+            pos = end
+        if out and out[-1]["end_s"] < seg["end_s"]:
+            out[-1]["end_s"] = seg["end_s"]
+    return out
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int, bool]]:
+    runs: list[tuple[int, int, bool]] = []
+    start = 0
+    for i in range(1, len(mask) + 1):
+        if i == len(mask) or mask[i] != mask[start]:
+            runs.append((start, i, bool(mask[start])))
+            start = i
+    return runs
