@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import ray
 
-from lookalike.errors import CancelledError, JobError
+from lookalike.errors import CancelledError, JobError, StoreError
 from lookalike.obs import ATTEMPTS, JOB_SECONDS, JOBS, NODES, QUEUE_DEPTH, get_logger
 
 log = get_logger("dispatch")
@@ -122,6 +122,7 @@ class Dispatcher:
         self._waiting: dict[str, tuple[int, str, float, int]] = {}  # project -> (priority, tenant, since, queued)
         self._stalled: set[str] = set()
         self._tenant_running: dict[str, int] = {}
+        self._not_before: dict[str, float] = {}  # job -> earliest retry time (backoff after a failure)
         self.node_timeout_s = node_timeout_s
         self.call_timeout_s = call_timeout_s
         self.blocklist_after = blocklist_after
@@ -267,7 +268,8 @@ class Dispatcher:
                                    f"for good: {dead[0].error}")
                 if all(j.state == "succeeded" for j in jobs):
                     return
-                queued = [j for j in jobs if j.state == "queued"]
+                now = time.time()
+                queued = [j for j in jobs if j.state == "queued" and self._not_before.get(j.id, 0.0) <= now]
                 with self._lock:
                     self._waiting[project_id] = (priority, tenant, since, len(queued))
                     self._queued[project_id] = len(queued)
@@ -301,10 +303,16 @@ class Dispatcher:
                     continue
                 ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.2)
                 for ref in ready:
-                    job, attempt, node, method, t0 = inflight.pop(ref)
+                    entry = inflight.pop(ref)
+                    job, attempt, node, method, t0 = entry
                     self._release(node, tenant)
                     code, payload = ray.get(ref)
-                    self._settle(job, attempt, node, method, code, payload, t0, parse, on_done)
+                    try:
+                        self._settle(job, attempt, node, method, code, payload, t0, parse, on_done)
+                    except StoreError:
+                        # The state store is away: this result is settled later, when it is back.
+                        inflight[ref] = (job, attempt, None, method, t0)
+                        raise
         finally:
             with self._lock:
                 self._queued.pop(project_id, None)
@@ -312,7 +320,8 @@ class Dispatcher:
                 self._stalled.discard(project_id)
                 self._changed.notify_all()
             for job, attempt, node, _, _ in inflight.values():
-                self._release(node, tenant)
+                if node is not None:
+                    self._release(node, tenant)
             if inflight:
                 threading.Thread(target=self._settle_late, args=(dict(inflight), parse), name="late", daemon=True).start()
 
@@ -332,9 +341,11 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 - a late result that never comes is simply gone
                 log.warning("late_result_lost", job=job.id, attempt=attempt.id, error=repr(exc))
                 continue
-            key = parse(method, payload).get("key") if code == "OK" else None
-            promoted = self.state.finish_attempt(attempt.id, ok=code == "OK", output_key=key,
-                                                 error=None if code == "OK" else f"{code}: {payload}")
+            result = parse(method, payload) if code == "OK" else None
+            key = result.get("key") if result else None
+            promoted = self._finish_patiently(attempt.id, ok=code == "OK", output_key=key, result=result,
+                                              error=None if code == "OK" else f"{code}: {payload}",
+                                              transient=code in TRANSIENT)
             ATTEMPTS.labels(job.kind, "promoted" if promoted else "late").inc()
             log.info("late_result", job=job.id, attempt=attempt.id, node=node.node_id, promoted=promoted, code=code)
             if not promoted and key and self.discard is not None:
@@ -342,6 +353,19 @@ class Dispatcher:
                     self.discard(key)
                 except Exception as exc:  # noqa: BLE001
                     log.warning("late_segment_not_deleted", key=key, error=repr(exc))
+
+    def _finish_patiently(self, attempt_id: str, *, patience_s: float = 600.0, **kwargs) -> bool:
+        """finish_attempt, waiting out a state store outage (backoff up to `patience_s`)."""
+        delay, deadline = 0.5, time.time() + patience_s
+        while True:
+            try:
+                return self.state.finish_attempt(attempt_id, **kwargs)
+            except StoreError as exc:
+                if time.time() > deadline:
+                    raise
+                log.warning("state_store_unavailable", attempt=attempt_id, retry_in_s=delay, error=str(exc))
+                time.sleep(delay)
+                delay = min(delay * 2, 15.0)
 
     def _settle(self, job, attempt, node, method, code, payload, t0, parse, on_done) -> None:
         JOB_SECONDS.labels(job.kind).observe(time.time() - t0)
@@ -362,6 +386,8 @@ class Dispatcher:
         ATTEMPTS.labels(job.kind, "failed").inc()
         self.state.finish_attempt(attempt.id, ok=False, error=f"{code}: {payload}", transient=transient)
         self.state.record_failure(node.node_id, job.kind)
+        # Back off before the retry: a store or a node that just failed gets a moment to recover.
+        self._not_before[job.id] = time.time() + min(0.5 * 2 ** (attempt.number - 1), 10.0)
         if code == "UNAVAILABLE":
             with self._lock:
                 node.down_until = time.time() + self.node_timeout_s

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from lookalike.coordinator import planner
 from lookalike.coordinator.report import render_report
-from lookalike.errors import CancelledError, InputError, JobError, LookalikeError
+from lookalike.errors import CancelledError, InputError, JobError, LookalikeError, StoreError
 from lookalike.obs import PROJECTS, get_logger
 from lookalike.v1 import common_pb2, node_pb2
 
@@ -72,7 +72,11 @@ class Engine:
         while time.time() < deadline:
             with w.cond:
                 while len(w.events) <= seen:
-                    p = self.state.get_project(project_id)
+                    try:
+                        p = self.state.get_project(project_id)
+                    except StoreError:  # an outage pauses the watch; it does not end it
+                        w.cond.wait(1.0)
+                        continue
                     if p.state.value in ("done", "failed", "cancelled"):
                         yield {"project_id": project_id, "stage": p.state.value, "done": 1, "total": 1, "message": "",
                                "state": p.state.value, "time": time.time(), "error": p.error or ""}
@@ -138,6 +142,25 @@ class Engine:
         self.emit(project_id, state, message=f"{state}")
 
     def _run(self, project_id: str) -> None:
+        """The pipeline, resumed from where it stands after a state or segment store outage: the
+        project pauses (a progress event says so) and retries with backoff instead of failing."""
+        delay, waited = 1.0, 0.0
+        while True:
+            try:
+                self._run_once(project_id)
+                return
+            except StoreError as exc:
+                if waited > self.settings.store_patience_s:
+                    self._fail(project_id, exc)
+                    return
+                log.warning("project_paused", project=project_id, error=str(exc), retry_in_s=delay)
+                self.emit(project_id, "paused", message=f"paused: {exc}; retrying in {delay:.0f} s")
+                if self._cancel[project_id].wait(delay):
+                    return
+                waited += delay
+                delay = min(delay * 2, 30.0)
+
+    def _run_once(self, project_id: str) -> None:
         cancelled = self._cancel[project_id]
         try:
             p = self.state.get_project(project_id)
@@ -160,6 +183,8 @@ class Engine:
             log.info("project_done", project=project_id)
         except CancelledError:
             log.info("project_cancelled", project=project_id)
+        except StoreError:
+            raise
         except LookalikeError as exc:
             self._fail(project_id, exc)
         except Exception as exc:  # noqa: BLE001 - a project must end in a state, never hang

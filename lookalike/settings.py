@@ -27,6 +27,7 @@ class Settings:
     heartbeat_s: float = 1.0
     node_timeout_s: float = 6.0  # a node silent this long is presumed dead
     call_timeout_s: float = 300.0  # one node call (a hung node past this is abandoned)
+    store_patience_s: float = 600.0  # how long a project waits out a state/segment store outage
     embedded_nodes: int = 2
     max_upload_bytes: int = 4 << 30
     max_duration_s: float = 3600.0

@@ -106,3 +106,26 @@ def test_coordinator_killed_mid_project_resumes_after_restart(tmp_path, farm, sa
             assert len(promoted) == 1, (j.kind, [a.state for a in st.attempts(j.id)])
         requeued = [a for j in jobs for a in st.attempts(j.id) if a.state in ("lost", "late")]
         assert requeued, "the kill happened after every attempt had finished: nothing was resumed"
+
+
+def test_postgresql_restarting_mid_project_pauses_and_resumes(tmp_path, farm, sample):
+    """The state store goes away under a running project: it pauses, retries, and completes with the
+    right frames once PostgreSQL is back."""
+    import subprocess
+
+    path, truth = sample
+    version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True, text=True).stdout.split()[0]
+    with Client(farm.address) as c:
+        p = c.submit(path, chunk_frames=8)
+        for ev in c.watch(p.id):
+            if ev.stage == "rendering" and ev.done > 0:
+                break
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True,
+                       capture_output=True, timeout=60)
+        events = []
+        done = c.wait(p.id, events.append)
+        assert done.state == "done"
+        c.fetch_outputs(p.id, tmp_path / "out")
+    assert media.probe(str(tmp_path / "out" / "final.mp4")).n_frames == truth["n_frames"]
+    log = (farm.home / "farm.log").read_text()
+    assert any(e.stage == "paused" for e in events) or "state_store_unavailable" in log, "the outage went unnoticed"
