@@ -185,6 +185,9 @@ def cmd_node(args) -> int:
     n = NodeProcess(args.coordinator, listen=args.listen, advertise_host=args.advertise_host, slots=args.slots,
                     capabilities=tuple(args.capabilities.split(",")), s3_access_key=settings.s3_access_key,
                     s3_secret_key=settings.s3_secret_key)
+    from lookalike.nodes.providers import ProviderSettings
+
+    n.runtime.provider_settings = ProviderSettings.from_env()
     if settings.fail_jobs:
         n.runtime.fail_kinds = frozenset(k for k in settings.fail_jobs.split(",") if k)
     metrics = serve_metrics(args.metrics_port, addr=args.listen.rsplit(":", 1)[0]) if args.metrics_port is not None else None

@@ -57,9 +57,11 @@ class NodeRuntime:
     """One node's work. Thread-safe: the gRPC server calls it from several threads."""
 
     def __init__(self, store, *, node_id: str = "local", cache_dir: str | None = None,
-                 fail_kinds: frozenset[str] = frozenset()) -> None:
+                 fail_kinds: frozenset[str] = frozenset(), provider_settings=None) -> None:
         self.store = store
         self.fail_kinds = fail_kinds
+        # Generation providers (Runway, Veo, ElevenLabs) as configured at node start-up; None: local only.
+        self.provider_settings = provider_settings
         self.node_id = node_id
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="lookalike-node-"))
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -193,6 +195,12 @@ class NodeRuntime:
             frames: Iterable[np.ndarray] = (
                 f for _, _, f in media.iter_frames(self.local(sample_key), start, end, size=(fmt.width, fmt.height))
             )
+        elif scene.get("provider", "local") != "local":
+            from lookalike.nodes import providers
+
+            hub = providers.hub_for(self.provider_settings or providers.ProviderSettings())
+            frames = hub.scene_frames(scene, start, end, width=fmt.width, height=fmt.height, fps=float(fmt.fps),
+                                      subject_rgba=self._subject(subject_key, subject_seed), seed=seed)
         else:
             renderer = self._renderer(scene, fmt, subject_key, seed, subject_seed)
             frames = (renderer.frame(i) for i in range(start, end))
