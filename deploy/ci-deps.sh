@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# System tools the deploy tests (tests/deploy) need beyond the Python venv: `promtool` and the
-# `prometheus` server, from the Debian package. Idempotent: does nothing when both are on PATH.
+# System packages the tests need beyond the Python venv, from Debian: prometheus (server and promtool,
+# for the monitoring tests) and espeak-ng (the local voice). Idempotent: installs only what is missing.
 set -euo pipefail
 
-if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
-  exit 0
-fi
+missing=()
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+[ ${#missing[@]} -eq 0 ] && exit 0
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -13,11 +14,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq prometheus >/dev/null
+$SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 
-# The package enables a system-wide Prometheus on :9090; the tests start their own on a free port.
+# The prometheus package enables a system-wide server on :9090; the tests start their own on a free port.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
-command -v promtool >/dev/null && command -v prometheus >/dev/null
+command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v espeak-ng >/dev/null
