@@ -20,7 +20,7 @@ def scene_seed(project_seed: int, index: int) -> int:
 def _prompt(scene: dict) -> str:
     motion = scene.get("camera", {}).get("motion", "static").replace("_", " ")
     palette = scene.get("palette") or []
-    colours = ", ".join("#%02x%02x%02x" % tuple(p["rgb"]) for p in palette[:3])
+    colours = ", ".join("#{:02x}{:02x}{:02x}".format(*p["rgb"]) for p in palette[:3])
     return f"the subject, {motion} camera, palette {colours}".strip()
 
 
@@ -33,20 +33,27 @@ def make_plan(analysis: dict, *, seed: int = 0, provider: str = "local") -> dict
         scenes.append(
             {
                 "index": s["index"],
+                # A stable identity that follows the scene through swaps, inserts and deletes
+                # (plan_ops.diff and affected_scenes match scenes by it).
+                "id": f"s{s['index']}",
+                "source_index": s["index"],
                 "start_frame": s["start_frame"],
                 "end_frame": s["end_frame"],
                 "n_frames": n,
                 "start_s": s.get("start_s"),
                 "end_s": s.get("end_s"),
                 "transition_in": copy.deepcopy(s.get("transition_in", {"kind": "cut"})),
-                "camera": copy.deepcopy(s.get("camera", {"motion": "static", "trajectory": [[0.0, 0.0, 1.0, 0.0]] * n})),
+                "camera": copy.deepcopy(
+                    s.get("camera", {"motion": "static", "trajectory": [[0.0, 0.0, 1.0, 0.0]] * n})
+                ),
                 "palette": copy.deepcopy(s.get("palette", [])),
                 "grade": copy.deepcopy(s.get("grade", {})),
                 "prompt": _prompt(s),
                 "provider": provider,
                 "model": "compositor-1",
                 "seed": scene_seed(seed, s["index"]),
-                "audio": {"music_section": s["index"]},
+                "effects": [],
+                "audio": {"music_section": s["index"], "voice_lines": [], "sfx": []},
             }
         )
     audio = analysis.get("audio") or {}
@@ -64,6 +71,7 @@ def make_plan(analysis: dict, *, seed: int = 0, provider: str = "local") -> dict
         },
         "music": {"tempo_bpm": audio.get("tempo_bpm"), "key": audio.get("key"), "lufs": audio.get("lufs")},
         "scenes": scenes,
+        "next_scene_id": len(scenes),
     }
 
 
