@@ -308,7 +308,7 @@ def onsets(
     med = median_filter(env, size=ctx, mode="nearest")
     mad = median_filter(np.abs(env - med), size=ctx, mode="nearest")
     # A floor under the spread so a near-silent stretch does not turn noise into onsets.
-    floor = 0.05 * float(np.percentile(env, 99))
+    floor = max(0.05 * float(np.percentile(env, 99)), 0.1 * float(env.max()))
     spread = np.maximum(mad * 1.4826, floor)
     peaks = np.nonzero(is_max & (env > med + threshold * spread) & (env > floor))[0]
     scale = float(np.median(env[env > 0])) if np.any(env > 0) else 1.0
@@ -574,6 +574,24 @@ def sound_segments(
             pos = end
         if out and out[-1]["end_s"] < seg["end_s"]:
             out[-1]["end_s"] = seg["end_s"]
+    return _absorb_slivers(out, SEG_STEP_S)
+
+
+def _absorb_slivers(segs: list[dict], min_s: float) -> list[dict]:
+    """Sounding pieces shorter than `min_s` (a loudness edge that falls inside a classifier cell)
+    join the sounding neighbour they touch, the one before first."""
+    out: list[dict] = []
+    for i, s in enumerate(segs):
+        short = s["kind"] != "silence" and s["end_s"] - s["start_s"] < min_s
+        nxt = segs[i + 1] if i + 1 < len(segs) else None
+        if short and out and out[-1]["kind"] != "silence" and abs(out[-1]["end_s"] - s["start_s"]) < 1e-6:
+            out[-1]["end_s"] = s["end_s"]
+        elif (
+            short and nxt is not None and nxt["kind"] != "silence" and abs(nxt["start_s"] - s["end_s"]) < 1e-6
+        ):
+            nxt["start_s"] = s["start_s"]
+        else:
+            out.append(s)
     return out
 
 
