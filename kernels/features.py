@@ -511,3 +511,28 @@ def palette_from_histogram(
         p["weight"] = round(p["weight"] / total, 6)
     out[0]["weight"] = round(1.0 - sum(p["weight"] for p in out[1:]), 6)
     return out
+
+
+# --- texture: sharpness and grain -------------------------------------------------------------------
+
+
+def sharpness_and_noise(grey: Any) -> tuple[float, float]:
+    """(sharpness, noise) of a grey float frame in [0, 1].
+
+    Sharpness is the RMS of the 4-neighbour Laplacian (0-1 scale): fine detail and hard edges raise
+    it, blur lowers it. Noise is Immerkaer's estimate of the standard deviation of additive noise
+    (grain), from the mask [[1,-2,1],[-2,4,-2],[1,-2,1]] which cancels any locally linear picture:
+    sigma = sqrt(pi/2) / (6 (W-2) (H-2)) * sum |I * mask|. Both are in [0, 1] pixel-value units.
+    """
+    xp = get_xp(grey)
+    g = grey.astype(xp.float32)
+    c = g[1:-1, 1:-1]
+    lap = g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4.0 * c
+    m = (
+        g[:-2, :-2] - 2 * g[:-2, 1:-1] + g[:-2, 2:]
+        - 2 * g[1:-1, :-2] + 4 * c - 2 * g[1:-1, 2:]
+        + g[2:, :-2] - 2 * g[2:, 1:-1] + g[2:, 2:]
+    )  # fmt: skip
+    h, w = g.shape
+    noise = math.sqrt(math.pi / 2.0) * float(xp.abs(m).sum()) / (6.0 * (w - 2) * (h - 2))
+    return float(xp.sqrt((lap * lap).mean())), noise

@@ -22,6 +22,7 @@ import av
 import numpy as np
 from lookalike.kernels import audio_features as af
 from lookalike.kernels import features as kf
+from lookalike.kernels import shots as kt
 from lookalike.nodes import media
 
 from lookalike.errors import InputError, JobError
@@ -44,6 +45,8 @@ DARK_LUMA = 0.06
 # closer than FLASH_HIST_DIST) is a flash, not a cut.
 FLASH_MAX_FRAMES = 2
 FLASH_HIST_DIST = 0.12
+# ... that is, the thumbnail after it is closer to the one before than FLASH_REVERT times the jump.
+FLASH_REVERT = 0.4
 
 Progress = Callable[[int, int], None]
 
@@ -114,6 +117,23 @@ def _analysis_size(info: Any) -> tuple[int, int]:
     return max(16, int(round(w * scale / 2)) * 2), max(16, int(round(h * scale / 2)) * 2)
 
 
+def _shot_record(index: int, t: float, f: Any, hsv: Any, hist: Any, prev: tuple | None) -> dict[str, Any]:
+    """What shot detection needs of one frame: change against `prev`, histogram, luma, thumbnail."""
+    if prev is None:
+        score = hdist = None
+    else:
+        score = round(kf.content_score(prev[0], hsv), 4)
+        hdist = round(kf.histogram_distance(prev[1], hist), 5)
+    return {
+        "index": int(index),
+        "t": float(t),
+        "score": score,
+        "hist_dist": hdist,
+        "hist": [round(float(v), 5) for v in hist.tolist()],
+        "thumb": kt.thumbnail(f * 255.0).ravel().tolist(),
+    }
+
+
 def analyze_range(
     path: str,
     start: int,
@@ -121,12 +141,14 @@ def analyze_range(
     *,
     size: tuple[int, int] | None = None,
     progress: Progress | None = None,
+    shots_only: bool = False,
 ) -> dict[str, Any]:
     """Per-frame features of frames [start, end) (end None: to the last frame), JSON-serializable.
 
     Returns {"start", "end", "size": [w, h], "frames": [...]} where each frame holds its index, pts
-    `t`, change `score` and `hist_dist` against the previous frame (None for frame 0), `motion`
-    [dx, dy, a, b] against the previous frame, its HSV histogram and colour statistics.
+    `t`, change `score` and `hist_dist` against the previous frame (None for frame 0), its HSV
+    histogram and a THUMB x THUMB RGB `thumb` (the shot features); unless `shots_only`, also `motion`
+    [dx, dy, a, b] against the previous frame, `sharpness`, `noise` and colour statistics.
     """
     if start < 0 or (end is not None and end <= start):
         raise InputError(f"bad frame range [{start}, {end})", hint="give 0 <= start < end")
@@ -140,26 +162,25 @@ def analyze_range(
         f = kf.downscale(kf.to_float(rgb), 2)
         hsv = kf.rgb_to_hsv(f)
         hist = kf.hsv_histogram(hsv)
-        grey = kf.luma(f)
+        grey = None if shots_only else kf.luma(f)
         if index >= start:
-            if prev is None:
-                score = hdist = None
-                motion = [0.0, 0.0, 0.0, 0.0]
+            rec = _shot_record(index, t, f, hsv, hist, prev if prev is not None and index > 0 else None)
+            if shots_only:
+                rec["luma_mean"] = round(float(kf.luma(f).mean()), 6)
             else:
-                score = round(kf.content_score(prev[0], hsv), 4)
-                hdist = round(kf.histogram_distance(prev[1], hist), 5)
-                motion = [round(v, 7) for v in kf.estimate_motion(prev[2], grey)]
-            rec = {
-                "index": int(index),
-                "t": float(t),
-                "score": score,
-                "hist_dist": hdist,
-                "motion": motion,
-                "hist": [round(float(v), 5) for v in hist.tolist()],
-            }
-            rec.update(
-                {k: (round(v, 6) if isinstance(v, float) else v) for k, v in kf.frame_colour_stats(f).items()}
-            )
+                motion = [0.0, 0.0, 0.0, 0.0]
+                if prev is not None and index > 0:
+                    motion = [round(v, 7) for v in kf.estimate_motion(prev[2], grey)]
+                rec["motion"] = motion
+                sharp, noise = kf.sharpness_and_noise(kf.luma(kf.to_float(rgb)))
+                rec["sharpness"] = round(sharp, 6)
+                rec["noise"] = round(noise, 6)
+                rec.update(
+                    {
+                        k: (round(v, 6) if isinstance(v, float) else v)
+                        for k, v in kf.frame_colour_stats(f).items()
+                    }
+                )
             frames.append(rec)
             if progress is not None and len(frames) % 24 == 0:
                 progress(len(frames), (end - start) if end is not None else 0)
@@ -223,52 +244,25 @@ def _frames_of(ranges: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _is_flash(frames: list[dict[str, Any]], cut: int) -> bool:
-    """A change at `cut` that comes back within FLASH_MAX_FRAMES frames."""
-    before = np.asarray(frames[cut - 1]["hist"])
+    """A change at `cut` that comes back within FLASH_MAX_FRAMES frames.
+
+    Thumbnails, not colour histograms, decide: two different shots of similar colours have close
+    histograms, but a frame after a flash looks like the frame before it, closer than the flash does.
+    """
+
+    def dist(i: int, j: int) -> float:
+        return float(
+            np.abs(np.asarray(frames[i]["thumb"], float) - np.asarray(frames[j]["thumb"], float)).mean()
+        )
+
+    jump = dist(cut - 1, cut)
     for k in range(1, FLASH_MAX_FRAMES + 1):
         j = cut + k
         if j >= len(frames):
             break
-        if kf.histogram_distance(before, np.asarray(frames[j]["hist"])) < FLASH_HIST_DIST:
+        if dist(cut - 1, j) < FLASH_REVERT * jump:
             return True
     return False
-
-
-def _fade_boundaries(luma: np.ndarray, cuts: list[int]) -> list[tuple[int, int, int]]:
-    """(boundary, fade_start, fade_end) for each dip to black between two lit stretches."""
-    dark = luma < DARK_LUMA
-    out = []
-    n = len(luma)
-    i = 0
-    while i < n:
-        if not dark[i]:
-            i += 1
-            continue
-        j = i
-        while j < n and dark[j]:
-            j += 1
-        if i > 0 and j < n:  # internal run of black frames [i, j)
-            a = i
-            while a > 0 and luma[a - 1] >= luma[a] - 1e-4 and not any(a - 1 < c <= i for c in cuts):
-                a -= 1
-            b = j
-            while b < n - 1 and luma[b + 1] >= luma[b] - 1e-4 and not any(j < c <= b + 1 for c in cuts):
-                b += 1
-            boundary = (i + j) // 2
-            if not any(a < c <= b + 1 for c in cuts):
-                out.append((boundary, a, b + 1))
-        i = j
-    return out
-
-
-def _fade_in_end(luma: np.ndarray) -> int | None:
-    """End of an opening fade from black (exclusive), or None if the video does not open on black."""
-    if len(luma) == 0 or luma[0] >= DARK_LUMA:
-        return None
-    b = 0
-    while b < len(luma) - 1 and luma[b + 1] >= luma[b] - 1e-3:
-        b += 1
-    return b + 1
 
 
 def _grade(frames: list[dict[str, Any]]) -> dict[str, float]:
@@ -291,21 +285,56 @@ def _palette(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return kf.palette_from_histogram(nz, pooled[nz], PALETTE_SIZE)
 
 
-def _scene_boundaries(frames: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
-    """[(start_frame, transition_in)] for every scene, the first one included."""
+def _thumbs(frames: list[dict[str, Any]]) -> np.ndarray:
+    return np.asarray([f["thumb"] for f in frames], dtype=np.uint8).reshape(
+        len(frames), kt.THUMB, kt.THUMB, 3
+    )
+
+
+def scene_boundaries(frames: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """[(start_frame, transition_in)] for every scene, the first one included, from per-frame features.
+
+    Hard cuts are adaptive spikes of the change score that do not revert within FLASH_MAX_FRAMES
+    (flashes); fades run through flat frames (black, white, any solid colour) and dissolves are
+    blends of two shots (`kernels.shots`). A flat run no longer than FLASH_MAX_FRAMES between
+    two views of the same shot is a flash, not a fade. A cut at the edge of a fade belongs to it.
+    """
     n = len(frames)
     scores = np.array([f["score"] or 0.0 for f in frames])
-    cuts = [c for c in kf.adaptive_cuts(scores) if not _is_flash(frames, c)]
-    luma = np.array([f["luma_mean"] for f in frames])
-    bounds: dict[int, dict[str, Any]] = {c: {"kind": "cut", "start_frame": c, "end_frame": c} for c in cuts}
-    for boundary, a, b in _fade_boundaries(luma, cuts):
-        if 0 < boundary < n:
-            bounds[boundary] = {"kind": "fade", "start_frame": a, "end_frame": b}
+    raw = kf.adaptive_cuts(scores)
+    cuts = [c for c in raw if not _is_flash(frames, c)]
+    thumbs = _thumbs(frames)
     first: dict[str, Any] = {"kind": "none", "start_frame": 0, "end_frame": 0}
-    fade_in = _fade_in_end(luma)
-    if fade_in is not None and fade_in > 1 and not any(c < fade_in for c in bounds):
-        first = {"kind": "fade", "start_frame": 0, "end_frame": fade_in}
+    bounds: dict[int, dict[str, Any]] = {}
+    fade_spans: list[tuple[int, int]] = []
+    for tr in kt.fades(thumbs, raw):
+        if tr.boundary == 0:
+            first = tr.as_dict()
+            fade_spans.append((tr.start, tr.end))
+            continue
+        if tr.boundary >= n:  # closing fade-out: part of the last scene, not a boundary
+            fade_spans.append((tr.start, tr.end))
+            continue
+        if tr.end - tr.start <= FLASH_MAX_FRAMES + 2 and tr.start > 0 and tr.end < n:
+            before, after = np.asarray(frames[tr.start - 1]["hist"]), np.asarray(frames[tr.end]["hist"])
+            if kf.histogram_distance(before, after) < FLASH_HIST_DIST:
+                continue  # a flash inside one shot
+        fade_spans.append((tr.start, tr.end))
+        cuts = [c for c in cuts if not tr.start - 1 <= c <= tr.end + 1]
+        bounds[tr.boundary] = tr.as_dict()
+    for c in cuts:
+        bounds[c] = {"kind": "cut", "start_frame": c, "end_frame": c}
+    for tr in kt.dissolves(thumbs, raw, fade_spans):
+        if 0 < tr.boundary < n and not any(tr.start <= b < tr.end for b in bounds):
+            bounds[tr.boundary] = tr.as_dict()
     return [(0, first)] + sorted(bounds.items())
+
+
+def detect_shots(path: str, *, size: tuple[int, int] | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """Scene starts and their transitions (as `scene_boundaries`), decoding only what shots need."""
+    info = _probe(path)
+    r = analyze_range(path, 0, None, size=size or _analysis_size(info), shots_only=True)
+    return scene_boundaries(r["frames"])
 
 
 def merge_ranges(info_or_path: Any, ranges: Iterable[dict[str, Any]], audio_doc: dict[str, Any]) -> dict:
@@ -321,7 +350,7 @@ def merge_ranges(info_or_path: Any, ranges: Iterable[dict[str, Any]], audio_doc:
     size = ranges[0]["size"]
     aspect = size[0] / size[1]
 
-    bounds = _scene_boundaries(frames)
+    bounds = scene_boundaries(frames)
     scenes = []
     for k, (s, transition) in enumerate(bounds):
         e = bounds[k + 1][0] if k + 1 < len(bounds) else n
