@@ -271,7 +271,8 @@ def film_grain(
 
             if mono:
                 pos, neg = np.repeat(pos, 3, axis=2), np.repeat(neg, 3, axis=2)
-            return cv2.subtract(cv2.add(np.ascontiguousarray(img), pos), neg)
+            out = cv2.add(np.ascontiguousarray(img), pos)
+            return cv2.subtract(out, neg, dst=out)
         return xp.clip(img.astype(xp.int16) + pos.astype(xp.int16) - neg.astype(xp.int16), 0, 255).astype(
             xp.uint8
         )
