@@ -54,17 +54,14 @@ class Transition:
 
 
 def thumbnail(rgb: Any) -> np.ndarray:
-    """THUMB x THUMB x 3 uint8 box-filtered thumbnail of an RGB frame (0-255 values, any size >= THUMB)."""
+    """THUMB x THUMB x 3 uint8 area-averaged thumbnail of a uint8 RGB frame (any size >= THUMB).
+
+    Where THUMB divides the frame's sides this is the exact box mean of each cell, rounded.
+    """
+    import cv2  # OpenCV's area resampling: ~100x faster than numpy's strided mean here
+
     a = np.asarray(rgb.get() if hasattr(rgb, "get") and not isinstance(rgb, np.ndarray) else rgb)
-    h, w = a.shape[:2]
-    ys = (np.arange(THUMB + 1) * h) // THUMB
-    xs = (np.arange(THUMB + 1) * w) // THUMB
-    # Box sums from integral-image corners: exact means for any frame size, no resampling library.
-    ii = np.zeros((h + 1, w + 1, a.shape[2]), np.float64)
-    ii[1:, 1:] = a.astype(np.float64).cumsum(0).cumsum(1)
-    s = ii[ys[1:]][:, xs[1:]] - ii[ys[:-1]][:, xs[1:]] - ii[ys[1:]][:, xs[:-1]] + ii[ys[:-1]][:, xs[:-1]]
-    area = np.outer(np.diff(ys), np.diff(xs))[..., None]
-    return np.clip(np.round(s / area), 0, 255).astype(np.uint8)
+    return cv2.resize(np.ascontiguousarray(a, dtype=np.uint8), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
 
 
 def _spread(t3: np.ndarray) -> np.ndarray:
