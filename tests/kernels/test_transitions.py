@@ -36,7 +36,7 @@ def test_progress_is_frame_centred() -> None:
 
 def test_dissolve_half_is_the_average(pair) -> None:
     a, b = pair
-    want = ((a.astype(int) + b.astype(int) + 1) // 2).astype(np.uint8)
+    want = np.round((a.astype(int) + b.astype(int)) / 2).astype(np.uint8)  # ties to even
     assert np.array_equal(T.dissolve(a, b, 0.5), want)
     af, bf = a / 255.0, b / 255.0
     assert np.allclose(
@@ -49,8 +49,16 @@ def test_dissolve_weights_and_endpoints(pair) -> None:
     assert np.array_equal(T.dissolve(a, b, 0.0), a)
     assert np.array_equal(T.dissolve(a, b, 1.0), b)
     got = T.dissolve(a, b, 0.25).astype(int)
-    want = (a.astype(int) * 192 + b.astype(int) * 64 + 128) >> 8
+    want = np.round((a.astype(int) * 192 + b.astype(int) * 64) / 256)
     assert np.array_equal(got, want)
+
+
+def test_fast_cpu_blend_equals_the_integer_definition() -> None:
+    rng = np.random.default_rng(8)
+    a = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    for w in range(1, 256):
+        assert np.array_equal(T.mix(a, b, w / 256.0), T.mix_reference(a, b, w)), f"weight {w}/256"
 
 
 def test_fade_through_black_and_white(pair) -> None:
@@ -58,7 +66,7 @@ def test_fade_through_black_and_white(pair) -> None:
     assert int(T.fade(a, b, 0.5).max()) == 0
     assert int(T.fade(a, b, 0.5, colour=(1.0, 1.0, 1.0)).min()) == 255
     # A quarter of the way: a at half strength over black.
-    assert np.array_equal(T.fade(a, b, 0.25), ((a.astype(int) * 128 + 128) >> 8).astype(np.uint8))
+    assert np.array_equal(T.fade(a, b, 0.25), np.round(a.astype(int) / 2).astype(np.uint8))
 
 
 def test_wipe_uncovers_from_the_named_side(pair) -> None:
