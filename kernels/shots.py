@@ -54,14 +54,16 @@ class Transition:
 
 
 def thumbnail(rgb: Any) -> np.ndarray:
-    """THUMB x THUMB x 3 uint8 area-averaged thumbnail of a uint8 RGB frame (any size >= THUMB).
+    """THUMB x THUMB x 3 uint8 area-averaged thumbnail of an RGB frame in 0-255 (any size >= THUMB).
 
     Where THUMB divides the frame's sides this is the exact box mean of each cell, rounded.
     """
     import cv2  # OpenCV's area resampling: ~100x faster than numpy's strided mean here
 
     a = np.asarray(rgb.get() if hasattr(rgb, "get") and not isinstance(rgb, np.ndarray) else rgb)
-    return cv2.resize(np.ascontiguousarray(a, dtype=np.uint8), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+    if a.dtype != np.uint8:
+        a = np.clip(np.round(a), 0, 255).astype(np.uint8)
+    return cv2.resize(np.ascontiguousarray(a), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
 
 
 def _spread(t3: np.ndarray) -> np.ndarray:

@@ -74,5 +74,7 @@ def test_fade_through_black_and_white():
     frames += [white] * 3  # 34..36
     frames += [view(c, k) for k in range(10)]  # a hard cut out of white
     found = ks.fades(thumbs_of(frames), cuts=[37])
-    assert [(t.boundary, t.colour[0] < 50) for t in found] == [(12, True), (35, False)]
+    assert [t.colour[0] < 50 for t in found] == [True, False]
+    # The middle of each blank run: black from about frame 9 (10 % of a picture is blank too) to 13.
+    assert abs(found[0].boundary - 11.5) <= 1 and found[1].boundary == 35
     assert abs(found[0].start - 1) <= 1 and abs(found[0].end - 23) <= 2
