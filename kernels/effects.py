@@ -385,6 +385,17 @@ def _box3(a: Any) -> Any:
     return sum(p[i : i + a.shape[0], j : j + a.shape[1]] for i in range(3) for j in range(3)) / 9.0
 
 
+def _soft(img: Any, sigma: float) -> Any:
+    """`blur` at a reduced size for wide sigmas (a 1080p frame at sigma 6 blurs 3x3 fewer pixels),
+    then resized back: the same look within a grey level, a fraction of the cost."""
+    h, w = img.shape[:2]
+    f = max(1, int(sigma // 2))
+    if f == 1 or min(h, w) < 8 * f:
+        return blur(img, sigma)
+    small = downscale(img, f)
+    return resize(blur(small, sigma / f), h, w)
+
+
 def radial_depth(h: int, w: int, focus: Sequence[float] = (0.5, 0.5), xp: Any = np) -> Any:
     """Distance from a focus point (fractions of width, height), normalised to 1 at the farthest corner."""
     fx, fy = (number("depth_of_field.focus", v, 0.0, 1.0) for v in focus)
@@ -415,7 +426,7 @@ def depth_of_field(
     out = xp.zeros_like(base)
     prev = base
     for k in range(1, lv):
-        cur = blur(base, ms * k / (lv - 1))
+        cur = _soft(base, ms * k / (lv - 1))
         wgt = xp.clip(1.0 - xp.abs(amount - (k - 1)), 0.0, 1.0)[..., None]
         out += prev * wgt
         prev = cur

@@ -195,3 +195,15 @@ def test_gpu_parity(picture) -> None:
         lambda x: E.motion_blur(x, (7.0, 5.0)),
     ):
         assert np.abs(fn(g).get().astype(int) - fn(picture)).max() <= 2
+
+
+def test_float_box_blur_matches_a_running_sum() -> None:
+    x = np.random.default_rng(1).random((50, 70, 3)).astype(np.float32)
+    for axis in (0, 1):
+        n = 7
+        pad = [(0, 0)] * 3
+        pad[axis] = (4, 3)
+        c = np.cumsum(np.pad(x.astype(np.float64), pad, mode="edge"), axis=axis)
+        size = x.shape[axis]
+        want = (np.take(c, np.arange(n, n + size), axis=axis) - np.take(c, np.arange(size), axis=axis)) / n
+        assert np.abs(F.box_blur_axis(x, 3, axis) - want).max() < 1e-6
