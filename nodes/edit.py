@@ -186,12 +186,22 @@ class _Stabilize(_Stage):
 
 
 class _Retime(_Stage):
-    """Output frame k shows source position p(k) = sum of speed(i) for i < k (frame blending)."""
+    """Output frame k shows source position p(k) = sum of speed(i) for i < k.
 
-    def __init__(self, speed: float, ramp: Sequence[Sequence[float]] | None) -> None:
+    Between two source frames: "blend" mixes them; "motion" first moves each along the camera's
+    measured shift between them (global motion compensation), so a pan stays sharp instead of
+    doubling.
+    """
+
+    def __init__(self, speed: float, ramp: Sequence[Sequence[float]] | None, mode: str = "blend") -> None:
         self.speed = speed
         self.ramp = ramp
+        self.mode = mode
         self._positions: dict[int, np.ndarray] = {}
+        self.shifts = _Shifts()
+
+    def begin(self) -> None:
+        self.shifts = _Shifts()
 
     def _speed_at(self, k: np.ndarray) -> np.ndarray:
         if not self.ramp:
@@ -233,7 +243,14 @@ class _Retime(_Stage):
         f = p - i
         if i + 1 >= n_in or ktrans.weight256(f) == 0:
             return get(i).copy()
-        return ktrans.mix(get(i), get(i + 1), f)
+        if ktrans.weight256(f) == 256:
+            return get(i + 1).copy()
+        a, b = get(i), get(i + 1)
+        if self.mode == "motion":
+            dx, dy = self.shifts.delta(i + 1, get)
+            a = kfx.translate(a, f * dx, f * dy)
+            b = kfx.translate(b, -(1.0 - f) * dx, -(1.0 - f) * dy)
+        return ktrans.mix(a, b, f)
 
 
 @dataclass(frozen=True)
@@ -283,7 +300,7 @@ EFFECTS: dict[str, dict[str, _Param]] = {
     },
     "motion_blur": {"shutter": _p(0.5), "velocity": _p(None, "list")},
     "stabilize": {"radius": _p(15, "int"), "zoom": _p(1.05)},
-    "retime": {"speed": _p(1.0), "ramp": _p(None, "list")},
+    "retime": {"speed": _p(1.0), "ramp": _p(None, "list"), "mode": _p("blend", "str")},
 }
 
 
@@ -363,7 +380,9 @@ def _build(name: str, prm: dict[str, Any], seed: int, index: int, where: str) ->
                 _check_number(f"{where}.ramp speed", sp, 0.05, 16.0)
             if any(b[0] <= a[0] for a, b in zip(ramp, ramp[1:], strict=False)):
                 raise InputError(f"{where}.ramp: output frames must increase, got {[p[0] for p in ramp]}")
-        return _Retime(prm["speed"], ramp)
+        if prm["mode"] not in ("blend", "motion"):
+            raise InputError(f"{where}.mode: must be blend or motion, got {prm['mode']!r}")
+        return _Retime(prm["speed"], ramp, prm["mode"])
     raise AssertionError(name)  # pragma: no cover - EFFECTS and _build list the same names
 
 

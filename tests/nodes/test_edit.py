@@ -168,6 +168,27 @@ def test_retime_counts_and_blends(clip) -> None:
     assert double.n_out(N_FRAMES) == N_FRAMES // 2
 
 
+def test_motion_compensated_retime_tracks_a_pan() -> None:
+    """A pan of 6 px/frame slowed to half speed: the in-between frame is the texture shifted 3 px."""
+    tex = texture(4, 140, 320, (240, 200, 160))
+    frames = [np.ascontiguousarray(tex[10:118, 6 * k : 6 * k + 192]) for k in range(8)]
+    truth = np.ascontiguousarray(tex[10:118, 3:195])
+    blend = edit.Pipeline.from_spec({"effects": [{"name": "retime", "speed": 0.5}]}).render_frames(
+        frames, 0, 4
+    )
+    motion = edit.Pipeline.from_spec({"effects": [{"name": "retime", "speed": 0.5, "mode": "motion"}]})
+    out = motion.render_frames(frames, 0, 4)
+    inner = (slice(8, -8), slice(16, -16))  # away from the replicated edges
+    assert psnr(out[1][inner], truth[inner]) > psnr(blend[1][inner], truth[inner]) + 6.0
+    assert np.array_equal(out[2], frames[1])  # whole source frames pass through untouched
+    parts = (
+        motion.render_frames(frames, 0, 1)
+        + motion.render_frames(frames, 1, 2)
+        + motion.render_frames(frames, 2, 4)
+    )
+    assert all(np.array_equal(x, y) for x, y in zip(out, parts, strict=True))
+
+
 def test_transition_chunks_and_known_middle(clip, other) -> None:
     tr = {"kind": "dissolve", "frames": 9}
     whole = edit.transition_range(clip, other, tr, 0, 9, outgoing_first=31)
@@ -249,6 +270,7 @@ def test_whole_file_helpers_keep_frames_and_audio(clip, other, tmp_path) -> None
             "effects[1].stabilize.radius",
         ),
         ({"effects": [{"name": "retime", "speed": 0}]}, "effects[0].retime.speed"),
+        ({"effects": [{"name": "retime", "mode": "optical"}]}, "effects[0].retime.mode"),
         ({"effects": [{"name": "particles", "kind": "rain"}]}, "particles.kind"),
         ({"effects": [{"name": "lut"}]}, "effects[0].lut.path"),
         ({"effects": [{"name": "curves", "points": "s-curve"}]}, "effects[0].curves.points: must be a list"),
