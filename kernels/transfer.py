@@ -131,3 +131,63 @@ def match_frames(
     """The LUT that moves the look of `src_frames` toward `ref_frames` (statistics of each set)."""
     xp = get_xp(src_frames[0]) if len(src_frames) else np
     return fit_lut(ColourStats.of(src_frames), ColourStats.of(ref_frames), method, strength, size=size, xp=xp)
+
+
+def fit_lut_pairs(
+    src: Any, dst: Any, size: int = 17, *, smoothing: float = 0.01, max_pairs: int = 200_000
+) -> klut.Lut3D:
+    """The LUT that best maps colours `src` to colours `dst` (…x3 each, corresponding pixels: the
+    same picture before and after a grade).
+
+    Least squares: trilinear interpolation of the LUT at each source colour should give its
+    target, plus `smoothing` times the squared distance of every node to "identity plus the mean
+    shift", which decides the nodes no pixel reaches (colours the picture does not have).
+    Solved on the host (scipy sparse normal equations, N^3 unknowns per channel); at most
+    `max_pairs` pairs are used, evenly strided.
+    """
+    from scipy.sparse import csr_matrix, identity
+    from scipy.sparse.linalg import spsolve
+
+    if not klut.MIN_SIZE <= size <= 33:
+        raise ParameterError("fit_lut_pairs.size", f"must be in [2, 33], got {size}")
+    sm = number("fit_lut_pairs.smoothing", smoothing, 1e-9, 1e6)
+    if src.shape != dst.shape or src.shape[-1] != 3:
+        raise ParameterError(
+            "fit_lut_pairs.dst", f"must match src, …x3: {tuple(src.shape)} vs {tuple(dst.shape)}"
+        )
+    s = _as_unit(to_host(src)).reshape(-1, 3)
+    d = _as_unit(to_host(dst)).reshape(-1, 3)
+    step = max(1, int(np.ceil(s.shape[0] / max_pairs)))
+    s, d = s[::step], d[::step]
+    n = size
+    x = np.clip(s, 0.0, 1.0) * (n - 1)
+    i = np.minimum(np.floor(x), n - 2).astype(np.int64)
+    f = x - i
+    rows, cols, vals = [], [], []
+    r = np.arange(s.shape[0])
+    for dr in (0, 1):
+        for dg in (0, 1):
+            for db in (0, 1):
+                w = (
+                    (f[:, 0] if dr else 1 - f[:, 0])
+                    * (f[:, 1] if dg else 1 - f[:, 1])
+                    * (f[:, 2] if db else 1 - f[:, 2])
+                )
+                rows.append(r)
+                cols.append(((i[:, 0] + dr) * n + (i[:, 1] + dg)) * n + (i[:, 2] + db))
+                vals.append(w)
+    a = csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(s.shape[0], n**3)
+    )
+    shift = (d - s).mean(axis=0) if s.shape[0] else np.zeros(3)
+    prior = klut.identity(n).table.reshape(-1, 3).astype(np.float64) + shift
+    lhs = (a.T @ a + sm * identity(n**3)).tocsc()
+    rhs = a.T @ d + sm * prior
+    table = np.stack([spsolve(lhs, rhs[:, c]) for c in range(3)], axis=-1)
+    return klut.Lut3D(
+        np.clip(table, 0.0, 1.0).reshape(n, n, n, 3).astype(np.float32), title="lookalike fitted LUT"
+    )
+
+
+def _as_unit(a: np.ndarray) -> np.ndarray:
+    return a.astype(np.float64) / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)
