@@ -174,15 +174,14 @@ def apply_lut(img: Any, lut: Lut3D, method: str = "tetrahedral") -> Any:
     base = i[:, 0] * sr + i[:, 1] * sg + i[:, 2] * sb
     fr, fg, fb = f[:, 0], f[:, 1], f[:, 2]
     if method == "trilinear":
-        out = None
+        out = xp.zeros((base.shape[0], 3), xp.float32)
         for dr in (0, 1):
             wr = fr if dr else 1.0 - fr
             for dg in (0, 1):
                 wg = fg if dg else 1.0 - fg
                 for db in (0, 1):
                     wb = fb if db else 1.0 - fb
-                    term = flat[base + (dr * sr + dg * sg + db * sb)] * (wr * wg * wb)[:, None]
-                    out = term if out is None else out + term
+                    out += flat[base + (dr * sr + dg * sg + db * sb)] * (wr * wg * wb)[:, None]
     else:
         # The tetrahedron is picked by the order of the fractions: walk from corner 000 along the
         # axis with the largest fraction, then the next, to 111.

@@ -497,7 +497,7 @@ class Pipeline:
                 stage = _build(name, prm, seed, i, where)
                 if isinstance(stage, _Pointwise | _GrainStage | _DepthOfField | _MotionBlur | _Stabilize):
                     probe = np.full((8, 8, 3), 128, np.uint8)
-                    stage.render(0, lambda j, f=probe: f, 1)
+                    stage.render(0, _const(probe), 1)
                     stage.begin()
             stages.append(stage)
             names.append(name)
@@ -698,7 +698,7 @@ def grade_range(
     for k, _, f in media.iter_frames(str(path), start, end, size=size):
         if stage.table is None:
             stage.prepare(end - start, f.shape[0] * f.shape[1])
-        out.append(stage.render(k, lambda _j, f=f: f, n))
+        out.append(stage.render(k, _const(f), n))
     return out
 
 
@@ -765,7 +765,7 @@ def _check_transition(transition: Mapping[str, Any]) -> tuple[str, int, dict[str
     probe = np.zeros((4, 4, 3), np.uint8)
     with _bad_input("transition"):
         ktrans.apply(kind, probe, probe, 0.5, **params)
-    return kind, n, params
+    return str(kind), n, params
 
 
 # --------------------------------------------------------------------------------------------------
@@ -804,7 +804,7 @@ def grade_video(
 
     def frames() -> Iterator[Frame]:
         for k, _, f in media.iter_frames(str(input_path)):
-            yield stage.render(k, lambda _j, f=f: f, info.n_frames)
+            yield stage.render(k, _const(f), info.n_frames)
 
     _encode(frames(), info, out, audio=info.has_audio, crf=crf, preset=preset)
     if save_lut is not None:
@@ -903,10 +903,18 @@ class _bad_input:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc is not None and isinstance(exc, ParameterError):
             raise InputError(f"{self.where}: {exc}", hint="fix that parameter and run again") from exc
-        return False
+
+
+def _const(frame: Frame) -> Callable[[int], Frame]:
+    """A frame source that always gives `frame` (one-frame stages: grade, dry runs)."""
+
+    def get(_index: int) -> Frame:
+        return frame
+
+    return get
 
 
 def _check_kind(where: str, value: Any, p: _Param) -> None:
