@@ -15,9 +15,11 @@ from __future__ import annotations
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
@@ -25,6 +27,8 @@ import cv2
 import numpy as np
 from lookalike.kernels import audio_features as af
 from lookalike.kernels import features as kf
+from lookalike.kernels import grade as kg
+from lookalike.kernels import look as klook
 from lookalike.kernels import shots as kt
 from lookalike.nodes import media
 
@@ -37,10 +41,6 @@ AUDIO_RATE = 22050
 LOUDNESS_RATE = 48000
 BEAT_TOLERANCE_S = 0.080
 
-# Grade references: a "normal" image has luma std 0.2 and mean HSV saturation 0.3 (values 1.0).
-REF_CONTRAST = 0.2
-REF_SATURATION = 0.3
-MID_GREY = 0.18
 
 # A frame whose mean luma is below this is "black" (fades pass through it).
 DARK_LUMA = 0.06
@@ -330,24 +330,77 @@ def _is_flash(frames: list[dict[str, Any]], cut: int) -> bool:
     return False
 
 
-def _grade(frames: list[dict[str, Any]]) -> dict[str, float]:
-    lm = np.mean([f["luma_mean"] for f in frames])
-    lsq = np.mean([f["luma_sq"] for f in frames])
-    lin = np.mean([f["lin_luminance"] for f in frames])
-    return {
-        "exposure": round(math.log2(max(lin, 1e-6) / MID_GREY), 4),
-        "contrast": round(math.sqrt(max(lsq - lm * lm, 0.0)) / REF_CONTRAST, 4),
-        "saturation": round(float(np.mean([f["saturation"] for f in frames])) / REF_SATURATION, 4),
-        "temperature": round(float(np.mean([f["b_mean"] for f in frames])) / 100.0, 4),
-    }
-
-
-def _palette(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _pooled_colours(frames: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """The scene's RGB histogram (`features.frame_colour_stats` bins) summed over its frames: (bins, counts)."""
     bins = np.concatenate([np.asarray(f["colours"]["bins"], dtype=np.int64) for f in frames])
     counts = np.concatenate([np.asarray(f["colours"]["counts"], dtype=np.float64) for f in frames])
     pooled = np.bincount(bins, weights=counts, minlength=kf.COLOR_LEVELS**3)
     nz = np.nonzero(pooled)[0]
-    return kf.palette_from_histogram(nz, pooled[nz], PALETTE_SIZE)
+    return nz, pooled[nz]
+
+
+def _grade(frames: list[dict[str, Any]], bins: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
+    """The scene's look in `kernels.grade.measure_grade`'s definitions, pooled over its frames, plus
+    the parameters of its fitted LUT (`kernels.look`: Lab means and spreads)."""
+    lm = np.mean([f["luma_mean"] for f in frames])
+    lsq = np.mean([f["luma_sq"] for f in frames])
+    lin = np.mean([f["lin_luminance"] for f in frames])
+    mean, std = klook.lab_moments(bins, counts)
+    return {
+        "exposure": round(math.log2(max(lin, 1e-6) / kg.EXPOSURE_REF_GREY), 4),
+        "contrast": round(math.sqrt(max(lsq - lm * lm, 0.0)) / kg.CONTRAST_REF_STD, 4),
+        "saturation": round(float(np.mean([f["chroma"] for f in frames])) / kg.SATURATION_REF_CHROMA, 4),
+        "temperature": round(float(np.mean([f["b_mean"] for f in frames])) / kg.TEMPERATURE_SCALE, 4),
+        "lut": {
+            "kind": "lab_transfer",
+            "size": klook.LUT_SIZE,
+            "lab_mean": [round(v, 4) for v in mean],
+            "lab_std": [round(v, 4) for v in std],
+        },
+    }
+
+
+def _lighting(frames: list[dict[str, Any]]) -> dict[str, Any]:
+    """Lighting key from the pooled HSV value histogram (third of each frame's `hist`)."""
+    b = kf.HSV_BINS
+    v = np.mean([np.asarray(f["hist"][2 * b : 3 * b]) for f in frames], axis=0)
+    dark = float(v[: b // 4].sum())
+    bright = float(v[3 * b // 4 :].sum())
+    luma = float(np.mean([f["luma_mean"] for f in frames]))
+    return {
+        "key": klook.lighting_key(luma, dark, bright),
+        "luma_mean": round(luma, 4),
+        "dark_share": round(dark, 4),
+        "bright_share": round(bright, 4),
+    }
+
+
+def _texture(frames: list[dict[str, Any]]) -> dict[str, float]:
+    """Median sharpness and grain (noise std) of the scene's frames, both in 0-1 pixel units."""
+    return {
+        "sharpness": round(float(np.median([f["sharpness"] for f in frames])), 5),
+        "grain": round(float(np.median([f["noise"] for f in frames])), 5),
+    }
+
+
+def _palette(bins: np.ndarray, counts: np.ndarray) -> list[dict[str, Any]]:
+    return kf.palette_from_histogram(bins, counts, PALETTE_SIZE)
+
+
+def write_luts(doc: dict[str, Any], folder: str | Path) -> list[Path]:
+    """Write every scene's fitted LUT as `scene_NNN.cube` in `folder`; record each file name in the
+    scene's grade.lut.cube. Returns the paths written."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for sc in doc["scenes"]:
+        lut = sc["grade"]["lut"]
+        table = klook.lut_table(lut["lab_mean"], lut["lab_std"], lut["size"])
+        p = out / f"scene_{sc['index']:03d}.cube"
+        p.write_text(klook.cube_text(table, f"lookalike scene {sc['index']}"))
+        lut["cube"] = p.name
+        paths.append(p)
+    return paths
 
 
 def _thumbs(frames: list[dict[str, Any]]) -> np.ndarray:
@@ -421,6 +474,7 @@ def merge_ranges(info_or_path: Any, ranges: Iterable[dict[str, Any]], audio_doc:
         e = bounds[k + 1][0] if k + 1 < len(bounds) else n
         fr = frames[s:e]
         start_s, end_s = times[s], (times[e] if e < n else duration)
+        bins, counts = _pooled_colours(fr)
         trajectory = kf.accumulate_trajectory([f["motion"] for f in fr], aspect)
         label, speed = kf.classify_camera(trajectory, end_s - start_s)
         scenes.append(
@@ -431,8 +485,10 @@ def merge_ranges(info_or_path: Any, ranges: Iterable[dict[str, Any]], audio_doc:
                 "start_s": round(start_s, 6),
                 "end_s": round(end_s, 6),
                 "transition_in": transition,
-                "palette": _palette(fr),
-                "grade": _grade(fr),
+                "palette": _palette(bins, counts),
+                "grade": _grade(fr, bins, counts),
+                "lighting": _lighting(fr),
+                "texture": _texture(fr),
                 "camera": {
                     "motion": label,
                     "speed": round(speed, 5),
@@ -445,12 +501,23 @@ def merge_ranges(info_or_path: Any, ranges: Iterable[dict[str, Any]], audio_doc:
             }
         )
     audio = dict(audio_doc)
+    pacing = _pacing(scenes, audio.get("beats_s") or [], duration)
+    for sc in scenes:
+        sc["mood"] = klook.mood(
+            luma_mean=sc["lighting"]["luma_mean"],
+            saturation=sc["grade"]["saturation"],
+            temperature=sc["grade"]["temperature"],
+            camera_speed=sc["camera"]["speed"],
+            cuts_per_minute=pacing["cuts_per_minute"],
+            tempo_bpm=audio.get("tempo_bpm"),
+            lufs=audio.get("lufs"),
+        )
     return {
         "schema": SCHEMA,
         "source": _source(info, path, times, duration),
         "scenes": scenes,
         "audio": audio,
-        "pacing": _pacing(scenes, audio.get("beats_s") or [], duration),
+        "pacing": pacing,
     }
 
 
@@ -462,11 +529,28 @@ def _pacing(scenes: list[dict[str, Any]], beats: list[float], duration: float) -
         ratio = round(
             sum(float(np.min(np.abs(b - t))) <= BEAT_TOLERANCE_S for t in cut_times) / len(cut_times), 4
         )
+    lengths = [round(sc["end_s"] - sc["start_s"], 6) for sc in scenes]
     return {
-        "shot_lengths_s": [round(sc["end_s"] - sc["start_s"], 6) for sc in scenes],
+        "shot_lengths_s": lengths,
+        "mean_shot_s": round(float(np.mean(lengths)), 6) if lengths else 0.0,
+        "median_shot_s": round(float(np.median(lengths)), 6) if lengths else 0.0,
         "cuts_per_minute": round(len(cut_times) / (duration / 60.0), 4) if duration > 0 else 0.0,
         "cuts_on_beat_ratio": ratio,
+        "rhythm_curve": rhythm_curve(cut_times, duration),
     }
+
+
+def rhythm_curve(
+    cut_times: list[float], duration: float, *, step_s: float = 1.0, sigma_s: float = 2.0
+) -> dict:
+    """Local cutting rate over time: cuts per minute at every `step_s`, from the boundaries (every
+    scene start after the first) smoothed with a Gaussian of `sigma_s`; each boundary adds 60 cuts per
+    minute spread over its kernel, so the curve's mean over a long video is its cuts per minute."""
+    ts = np.arange(0.0, max(duration, 0.0) + 1e-9, step_s)
+    rate = np.zeros(len(ts))
+    for c in cut_times:
+        rate += np.exp(-0.5 * ((ts - c) / sigma_s) ** 2) / (sigma_s * math.sqrt(2 * math.pi)) * 60.0
+    return {"step_s": step_s, "sigma_s": sigma_s, "cuts_per_minute": [round(float(v), 4) for v in rate]}
 
 
 def split_ranges(n_frames: int, chunk_frames: int | None) -> list[tuple[int, int]]:
@@ -476,8 +560,19 @@ def split_ranges(n_frames: int, chunk_frames: int | None) -> list[tuple[int, int
     return [(a, min(a + chunk_frames, n_frames)) for a in range(0, n_frames, chunk_frames)]
 
 
-def analyze(path: str, *, progress: Progress | None = None, chunk_frames: int | None = None) -> dict:
-    """analysis.json for the video at `path`; `progress(done_frames, total_frames)` as it goes."""
+def analyze(
+    path: str,
+    *,
+    progress: Progress | None = None,
+    chunk_frames: int | None = None,
+    lut_dir: str | Path | None = None,
+) -> dict:
+    """analysis.json for the video at `path`; `progress(done_frames, total_frames)` as it goes.
+
+    Adds `timings` (seconds per stage: video features, audio, merge). With `lut_dir`, each scene's
+    fitted LUT is written there as a `.cube` (see `write_luts`).
+    """
+    t0 = time.perf_counter()
     info = _probe(path)
     total = int(info.n_frames)
     size = _analysis_size(info)
@@ -494,4 +589,16 @@ def analyze(path: str, *, progress: Progress | None = None, chunk_frames: int | 
         done += len(r["frames"])
         if progress is not None:
             progress(min(done, total), total)
-    return merge_ranges(info, ranges, analyze_audio(path))
+    t_video = time.perf_counter() - t0
+    audio = analyze_audio(path)
+    t_audio = time.perf_counter() - t0 - t_video
+    doc = merge_ranges(info, ranges, audio)
+    doc["timings"] = {
+        "video_s": round(t_video, 3),
+        "audio_s": round(t_audio, 3),
+        "merge_s": round(time.perf_counter() - t0 - t_video - t_audio, 3),
+        "total_s": round(time.perf_counter() - t0, 3),
+    }
+    if lut_dir is not None:
+        write_luts(doc, lut_dir)
+    return doc

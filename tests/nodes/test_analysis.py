@@ -105,7 +105,10 @@ def test_cuts_are_frame_exact_and_flash_is_not_a_cut(cuts_clip):
         assert len(s["camera"]["trajectory"]) == s["end_frame"] - s["start_frame"]
         assert sum(p["weight"] for p in s["palette"]) == pytest.approx(1.0, abs=1e-6)
         assert len(s["palette"]) == 5
-        assert s["objects"] == [] and s["faces"] == [] and s["text"] == [] and s["mood"] == {}
+        assert s["objects"] == [] and s["faces"] == [] and s["text"] == []
+        assert {"valence", "energy", "words", "description"} <= set(s["mood"])
+        assert s["lighting"]["key"] in ("high_key", "low_key", "normal")
+        assert s["texture"]["sharpness"] > 0 and s["texture"]["grain"] >= 0
     assert seen[-1] == (90, 90)
     assert all(b[0] >= a[0] for a, b in zip(seen, seen[1:], strict=False))
     # No audio track: the audio section is there, empty, and says so.
@@ -114,6 +117,10 @@ def test_cuts_are_frame_exact_and_flash_is_not_a_cut(cuts_clip):
     assert doc["pacing"]["shot_lengths_s"] == pytest.approx([20 / 24, 25 / 24, 25 / 24, 20 / 24], abs=1e-3)
     assert doc["pacing"]["cuts_per_minute"] == pytest.approx(3 / (90 / 24) * 60, rel=1e-3)
     assert doc["pacing"]["cuts_on_beat_ratio"] is None
+    curve = doc["pacing"]["rhythm_curve"]
+    assert len(curve["cuts_per_minute"]) == 4  # t = 0, 1, 2, 3 s of a 3.75 s clip
+    assert max(curve["cuts_per_minute"]) > 0
+    assert set(doc["timings"]) == {"video_s", "audio_s", "merge_s", "total_s"}
     json.dumps(doc, allow_nan=False)
 
 
@@ -266,3 +273,44 @@ def test_big_buck_bunny():
     assert -40 < doc["audio"]["lufs"] < -10
     assert doc["audio"]["tempo_bpm"] is not None and 50 < doc["audio"]["tempo_bpm"] < 200
     json.dumps(doc, allow_nan=False)
+
+
+def test_grade_uses_measure_grade_definitions_and_writes_a_lut(tmp_path):
+    """A still, warm, textured shot: the scene grade equals kernels.grade.measure_grade of its frames
+    (measured at analysis size), and its .cube file parses back to the fitted table."""
+    from lookalike.kernels import grade as kg
+    from lookalike.kernels import look
+
+    img = texture(7) * np.array([1.0, 0.85, 0.6])
+    frames = [camera(img, 350, 200) for _ in range(12)]
+    path = write_clip(tmp_path / "warm.mkv", frames)
+    doc = analysis.analyze(str(path), lut_dir=tmp_path / "luts")
+    grade = doc["scenes"][0]["grade"]
+    size = analysis._analysis_size(analysis._probe(str(path)))
+    _, _, rgb = next(analysis.media.iter_frames(str(path), 5, 6, size=size))
+    h2, w2 = rgb.shape[0] // 2, rgb.shape[1] // 2
+    small = rgb.reshape(h2, 2, w2, 2, 3).mean(axis=(1, 3)) / 255.0
+    ref = kg.measure_grade(small.astype(np.float32))
+    for key in ("exposure", "contrast", "saturation", "temperature"):
+        assert grade[key] == pytest.approx(ref[key], abs=0.02), key
+    assert grade["temperature"] > 0.05  # it is warm
+    cube = (tmp_path / "luts" / grade["lut"]["cube"]).read_text().splitlines()
+    table = look.lut_table(grade["lut"]["lab_mean"], grade["lut"]["lab_std"], grade["lut"]["size"])
+    assert cube[1] == f"LUT_3D_SIZE {grade['lut']['size']}"
+    np.testing.assert_allclose([float(v) for v in cube[-1].split()], table[-1, -1, -1], atol=1e-5)
+
+
+def test_sharpness_and_grain_rank_clips(tmp_path):
+    rng = np.random.default_rng(0)
+    blocks = np.kron(rng.integers(0, 256, (H // 6, W // 8, 3)), np.ones((6, 8, 1))).astype(np.uint8)
+    sharp = [blocks] * 6
+    blurred = [ndimage.uniform_filter(blocks.astype(float), (7, 7, 1)).astype(np.uint8)] * 6
+    smooth = [camera(texture(5), 300, 200)] * 6
+    noisy = [np.clip(f + rng.normal(0, 14, f.shape), 0, 255).astype(np.uint8) for f in smooth]
+    tex = {}
+    for name, frames in (("sharp", sharp), ("blurred", blurred), ("smooth", smooth), ("noisy", noisy)):
+        tex[name] = analysis.analyze(str(write_clip(tmp_path / f"{name}.mkv", frames)))["scenes"][0][
+            "texture"
+        ]
+    assert tex["sharp"]["sharpness"] > 1.5 * tex["blurred"]["sharpness"]
+    assert tex["noisy"]["grain"] > 2 * tex["smooth"]["grain"]
