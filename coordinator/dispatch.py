@@ -245,6 +245,7 @@ class Dispatcher:
         needs: tuple[str, ...] = (),
         tenant: str = "default",
         priority: int = 0,
+        select: Callable[[object], bool] | None = None,
     ) -> None:
         """Dispatch every queued job of these kinds until each is succeeded (or raise JobError for a
         dead one). `build(job, attempt)` gives (Node method, request message); `parse(method, reply
@@ -261,7 +262,7 @@ class Dispatcher:
                     self.gateway.cancel.remote([a.id for _, a, _, _, _ in inflight.values()])
                     raise CancelledError(f"project {project_id} was cancelled")
                 self._reap_dead_nodes()
-                jobs = [j for j in self.state.jobs(project_id) if j.kind in kinds]
+                jobs = [j for j in self.state.jobs(project_id) if j.kind in kinds and (select is None or select(j))]
                 dead = [j for j in jobs if j.state == "dead"]
                 if dead:
                     raise JobError(f"job {dead[0].kind} (frames {dead[0].start_frame}-{dead[0].end_frame}) failed "
