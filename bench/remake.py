@@ -102,6 +102,9 @@ def main() -> int:
             "remake_peak_rss_mib": round(rss / 2**20),
             "floor_peak_rss_mib": round(floor_rss / 2**20),
             "jobs": project["jobs"],
+            # Where the time goes (coordinator's view, wall seconds per stage; the rest is start-up:
+            # Ray, node processes, upload and download).
+            "stage_seconds": project.get("stage_seconds"),
         }, indent=2))
     return 0
 
