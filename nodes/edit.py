@@ -64,7 +64,9 @@ __all__ = [
     "grade_range",
     "grade_video",
     "read_cube",
+    "transition_from_analysis",
     "transition_range",
+    "transition_video",
     "write_cube",
 ]
 
@@ -748,6 +750,58 @@ def transition_range(
         for i, ((_, _, fa), (_, _, fb)) in enumerate(zip(a, b, strict=True), start=start):
             out.append(ktrans.apply(kind, fa, fb, ktrans.progress(i, n), **params))
     return out
+
+
+def transition_from_analysis(transition_in: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The transition spec for a scene's analysis.json `transition_in` ({kind: cut|dissolve|fade|none,
+    start_frame, end_frame}); None for a plain cut or none (nothing to render)."""
+    kind = transition_in.get("kind", "cut")
+    n = int(transition_in.get("end_frame", 0)) - int(transition_in.get("start_frame", 0))
+    if kind in ("cut", "none") or n <= 0:
+        return None
+    if kind not in ("dissolve", "fade"):
+        raise InputError(f"transition_in.kind: {kind!r} is not a transition this node renders")
+    return {"kind": kind, "frames": n}
+
+
+def transition_video(
+    outgoing: str | os.PathLike[str],
+    incoming: str | os.PathLike[str],
+    transition: Mapping[str, Any],
+    out: str | os.PathLike[str],
+    *,
+    chunk_frames: int = 48,
+    crf: int = 18,
+    preset: str = "veryfast",
+) -> dict[str, Any]:
+    """Join two clips with a transition into `out`: outgoing's frames, then n transition frames
+    (outgoing's last n under incoming's first n), then the rest of incoming. Frame count
+    n_out + n_in - n; no audio. Atomic; nothing written on error."""
+    from lookalike.nodes import media
+
+    kind, n, _ = _check_transition(transition)
+    a = _check_video(outgoing, out)
+    b = media.probe(incoming)
+    media.validate_sample(b)
+    if n > min(a.n_frames, b.n_frames):
+        raise InputError(
+            f"transition.frames: {n} frames is longer than a clip ({a.n_frames} and {b.n_frames} frames)",
+            hint="shorten the transition",
+        )
+    first = a.n_frames - n
+
+    def frames() -> Iterator[Frame]:
+        yield from (f for _, _, f in media.iter_frames(str(outgoing), 0, first))
+        for s in range(0, n, chunk_frames):
+            yield from transition_range(
+                outgoing, incoming, transition, s, min(n, s + chunk_frames), outgoing_first=first
+            )
+        yield from (
+            f for _, _, f in media.iter_frames(str(incoming), n, b.n_frames, size=(a.width, a.height))
+        )
+
+    _encode(frames(), a, out, audio=False, crf=crf, preset=preset)
+    return {"out": str(out), "frames": a.n_frames + b.n_frames - n, "transition": kind}
 
 
 def _check_transition(transition: Mapping[str, Any]) -> tuple[str, int, dict[str, Any]]:

@@ -212,6 +212,31 @@ def test_transition_chunks_and_known_middle(clip, other) -> None:
         assert len(frames) == 2 and frames[0].shape == (108, 192, 3)
 
 
+def test_transition_video_joins_two_clips(clip, other, tmp_path) -> None:
+    out = tmp_path / "joined.mp4"
+    summary = edit.transition_video(
+        clip, other, {"kind": "dissolve", "frames": 8}, out, chunk_frames=3, crf=0
+    )
+    assert summary["frames"] == N_FRAMES + 24 - 8
+    got = [f for _, _, f in media.iter_frames(str(out))]
+    assert len(got) == N_FRAMES + 24 - 8
+    want = edit.transition_range(
+        clip, other, {"kind": "dissolve", "frames": 8}, 0, 8, outgoing_first=N_FRAMES - 8
+    )
+    head = [f for _, _, f in media.iter_frames(str(clip), 0, N_FRAMES - 8)]
+    tail = [f for _, _, f in media.iter_frames(str(other), 8, 24)]
+    expected = _concat([head + want + tail], tmp_path, "expected", 0)
+    assert all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True))
+    assert edit.transition_from_analysis({"kind": "dissolve", "start_frame": 10, "end_frame": 16}) == {
+        "kind": "dissolve",
+        "frames": 6,
+    }
+    assert edit.transition_from_analysis({"kind": "cut", "start_frame": 10, "end_frame": 10}) is None
+    with pytest.raises(InputError, match="longer than a clip"):
+        edit.transition_video(clip, other, {"kind": "dissolve", "frames": 30}, tmp_path / "no.mp4")
+    assert not (tmp_path / "no.mp4").exists()
+
+
 def test_grade_match_is_the_same_lut_for_every_chunk(clip, other) -> None:
     whole = edit.grade_range(clip, 0, 22, reference=other, scene=(0, 22))
     parts = [
