@@ -12,7 +12,14 @@ from pathlib import Path
 
 import grpc
 
-from lookalike.errors import CancelledError, InputError, LookalikeError, UnreachableError, from_grpc_code
+from lookalike.errors import (
+    CancelledError,
+    ConfigError,
+    InputError,
+    LookalikeError,
+    UnreachableError,
+    from_grpc_code,
+)
 from lookalike.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 CHUNK = 1 << 20
@@ -46,6 +53,30 @@ class ProgressEvent:
     error: str
 
 
+def _safe_name(name: str) -> str:
+    """An output name from the server, used as a file name here: a plain name, never a path."""
+    if (not name or len(name) > 255 or name in (".", "..") or name.startswith(".") or not name.isprintable()
+            or any(c in name for c in "/\\\x00:")):
+        raise InputError(f"the coordinator named an output {name[:80]!r}, which is not a plain file name; "
+                         "refusing to write it")
+    return name
+
+
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+              grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Sends `authorization: Bearer TOKEN` with every call."""
+
+    def __init__(self, token: str) -> None:
+        self._md = ("authorization", f"Bearer {token}")
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(details._replace(metadata=[*(details.metadata or ()), self._md]), request)
+
+    intercept_unary_stream = intercept_unary_unary
+    intercept_stream_unary = intercept_unary_unary
+    intercept_stream_stream = intercept_unary_unary
+
+
 def _error_of_project(p: Project) -> LookalikeError:
     """A failed project's error, as the class its message names (so the CLI exits with its code)."""
     import lookalike.errors as errors
@@ -60,19 +91,48 @@ def _error_of_project(p: Project) -> LookalikeError:
 
 
 class Client:
-    """`Client("host:port").remake("sample.webm", out="out/")`."""
+    """`Client("host:port").remake("sample.webm", out="out/")`.
 
-    def __init__(self, address: str, *, connect_timeout: float = 10.0) -> None:
+    `token` is sent as `authorization: Bearer TOKEN` (needed when the farm has a tokens file); `ca` is
+    the PEM file of the CA that signed the coordinator's certificate (TLS, verified; `server_name` if
+    the certificate names another host). Left out, they come from LOOKALIKE_TOKEN, LOOKALIKE_TLS_CA and
+    LOOKALIKE_TLS_SERVER_NAME.
+    """
+
+    def __init__(self, address: str, *, connect_timeout: float = 10.0, token: str | None = None,
+                 ca: str | os.PathLike | None = None, server_name: str | None = None) -> None:
+        from lookalike.settings import Settings
+
+        env = Settings.from_env()
+        token = token or env.token
+        ca = ca or env.tls_ca
+        server_name = server_name or env.tls_server_name
+        if token and not (token.isascii() and token.isprintable() and " " not in token):
+            raise ConfigError("the token holds spaces or characters that are not printable ASCII",
+                              hint="pass the token exactly as the farm's tokens file has it")
         self.address = address
-        self._channel = grpc.insecure_channel(address, options=_OPTIONS)
+        options = list(_OPTIONS)
+        if ca:
+            try:
+                pem = Path(ca).read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"cannot read the CA file {ca}: {exc.strerror or exc}",
+                                  hint="pass the PEM file of the CA that signed the coordinator's certificate") from exc
+            if server_name:
+                options.append(("grpc.ssl_target_name_override", server_name))
+            ch = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=pem), options=options)
+        else:
+            ch = grpc.insecure_channel(address, options=options)
+        self._raw_channel = ch
+        self._channel = grpc.intercept_channel(ch, _Bearer(token)) if token else ch
         try:
             grpc.channel_ready_future(self._channel).result(timeout=connect_timeout)
         except grpc.FutureTimeoutError as exc:
             self._channel.close()
-            raise UnreachableError(
-                f"no coordinator answers at {address}",
-                hint="start one with `lookalike coordinator --listen HOST:PORT`, or check the address",
-            ) from exc
+            hint = "start one with `lookalike coordinator --listen HOST:PORT`, or check the address"
+            if ca:
+                hint += "; with TLS, also check that the coordinator serves TLS with a certificate your CA signed"
+            raise UnreachableError(f"no coordinator answers at {address}", hint=hint) from exc
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
 
     def close(self) -> None:
@@ -94,6 +154,10 @@ class Client:
         code = exc.code().name if exc.code() else "UNKNOWN"
         if code == "UNAVAILABLE":
             return UnreachableError(f"the coordinator at {self.address} stopped answering: {exc.details()}")
+        if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            return ConfigError(f"the coordinator at {self.address} refused the call: {exc.details()}")
+        if code == "RESOURCE_EXHAUSTED":
+            return InputError(f"over a limit of the coordinator at {self.address}: {exc.details()}")
         return from_grpc_code(code, exc.details() or code)
 
     # -- files --------------------------------------------------------------------------------
@@ -116,6 +180,7 @@ class Client:
     def download(self, project_id: str, name: str, dest: str | os.PathLike) -> Path:
         """Write one output file atomically (a temp file beside dest, then rename)."""
         dest = Path(dest)
+        _safe_name(name)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -194,7 +259,7 @@ class Client:
         staging = Path(tempfile.mkdtemp(prefix=".lookalike-partial-", dir=out))
         try:
             for name in p.outputs:
-                self.download(project_id, name, staging / name)
+                self.download(project_id, name, staging / _safe_name(name))
             for name in p.outputs:
                 os.replace(staging / name, out / name)
         finally:

@@ -1,5 +1,8 @@
 """The coordinator process: the public Coordinator API and the NodeRegistry, as thin gRPC adapters over
-the Engine, the state store and the segment store."""
+the Engine, the state store and the segment store.
+
+Every call acts for the caller's tenant (coordinator/auth.py): projects and uploads of other tenants
+do not exist for it (NOT_FOUND, the same answer as for an id never given out)."""
 
 from __future__ import annotations
 
@@ -14,16 +17,20 @@ import uuid
 
 import grpc
 
+from lookalike.coordinator.auth import Auth, AuthInterceptor, LimitError, RateLimiter, check_id, clean_label
 from lookalike.coordinator.engine import OUTPUT_NAMES, Engine
 from lookalike.errors import InputError, LookalikeError, NotFoundError
-from lookalike.grpcutil import make_server, mapped
+from lookalike.grpcutil import make_server, mapped, server_tls
 from lookalike.obs import get_logger, init_coordinator_metrics, serve_metrics
 from lookalike.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
 log = get_logger("coordinator")
-TENANT = "default"
 CHUNK = 1 << 20
-_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
+_CAPABILITY = re.compile(r"[a-z0-9_-]{1,32}")
+CODECS = ("libx264", "libx265", "libvpx-vp9", "libaom-av1")
+MAX_PLAN_BYTES = 8 << 20
+MAX_BATCH = 256
 
 
 def _project_msg(p) -> coordinator_pb2.Project:
@@ -37,24 +44,31 @@ def _project_msg(p) -> coordinator_pb2.Project:
 
 @mapped("Coordinator")
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
-    def __init__(self, engine: Engine, settings) -> None:
+    def __init__(self, engine: Engine, settings, auth: Auth | None = None) -> None:
         self.engine = engine
         self.state = engine.state
         self.store = engine.store
         self.settings = settings
+        self.auth = auth or Auth.from_settings(settings)
 
     # -- uploads and downloads ----------------------------------------------------------------
     def UploadSample(self, request_iterator, context):
+        tenant = self.auth.tenant(context)
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "header":
             raise InputError("an upload starts with a header message (filename, kind, size)")
         h = first.header
         if h.kind not in ("sample", "subject"):
-            raise InputError(f"upload kind must be 'sample' or 'subject', not {h.kind!r}")
+            raise InputError(f"upload kind must be 'sample' or 'subject', not {clean_label(h.kind, 40)!r}")
+        if h.size < 0:
+            raise InputError(f"the header announces {h.size} bytes: send the file's size (or 0 if unknown)")
         if h.size > self.settings.max_upload_bytes:
-            raise InputError(f"the file is {h.size} bytes; this farm takes at most {self.settings.max_upload_bytes}")
-        suffix = os.path.splitext(os.path.basename(h.filename.replace("\\", "/")))[1].lower()
-        if not _SUFFIX.match(suffix or ""):
+            raise LimitError(f"the file is {h.size} bytes; this farm takes at most {self.settings.max_upload_bytes}",
+                             hint="trim or re-encode the clip")
+        # The user's filename is a label only: its suffix (checked) names the stored file, nothing else.
+        name = clean_label(os.path.basename(h.filename.replace("\\", "/")), 255) or f"{h.kind} upload"
+        suffix = os.path.splitext(name)[1].lower()
+        if not _SUFFIX.fullmatch(suffix or ""):
             suffix = ".bin"
         upload_id = uuid.uuid4().hex
         digest = hashlib.sha256()
@@ -64,25 +78,39 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             with os.fdopen(fd, "wb") as f:
                 for msg in request_iterator:
                     size += len(msg.data)
+                    if msg.WhichOneof("part") != "data":
+                        raise InputError("an upload sends one header, then data chunks only")
                     if size > self.settings.max_upload_bytes:
-                        raise InputError(f"the upload passed the limit of {self.settings.max_upload_bytes} bytes")
+                        raise LimitError(f"the upload passed the limit of {self.settings.max_upload_bytes} bytes",
+                                         hint="trim or re-encode the clip")
                     digest.update(msg.data)
                     f.write(msg.data)
             if h.size and size != h.size:
                 raise InputError(f"the upload ended after {size} of {h.size} bytes: send it again")
+            if size == 0:
+                raise InputError(f"{name} is empty (0 bytes): pick the file again")
             self.store.put_file(f"uploads/{upload_id}/{h.kind}{suffix}", tmp)
-            meta = {"filename": os.path.basename(h.filename.replace("\\", "/"))[:255], "kind": h.kind, "bytes": size}
+            # meta.json last: an upload without it (cut short) is never usable.
+            meta = {"filename": name, "kind": h.kind, "bytes": size, "tenant": tenant, "sha256": digest.hexdigest()}
             self.store.put_bytes(f"uploads/{upload_id}/meta.json", json.dumps(meta).encode())
         finally:
             os.unlink(tmp)
         return coordinator_pb2.UploadReply(upload_id=upload_id, bytes=size, sha256=digest.hexdigest())
 
-    def _upload_key(self, upload_id: str, kind: str) -> str:
+    def _upload_key(self, upload_id: str, kind: str, tenant: str) -> str:
+        """The store key of the caller's own finished upload of this kind; NotFoundError for anything else."""
+        missing = NotFoundError(f"no {kind} upload {clean_label(upload_id, 80)!r}: upload it first")
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id or ""):
-            raise InputError(f"{kind} upload id {upload_id!r} is not one this coordinator gave out")
+            raise missing
+        try:
+            meta = json.loads(self.store.get_bytes(f"uploads/{upload_id}/meta.json"))
+        except (NotFoundError, ValueError):
+            raise missing from None
+        if not isinstance(meta, dict) or meta.get("tenant", "default") != tenant or meta.get("kind") != kind:
+            raise missing
         keys = [k for k in self.store.list(f"uploads/{upload_id}/") if not k.endswith("/meta.json")]
         if not keys:
-            raise NotFoundError(f"no {kind} upload {upload_id}: upload it first")
+            raise missing
         return keys[0]
 
     def _user_words(self, exc: LookalikeError, key: str) -> LookalikeError:
@@ -92,7 +120,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         except (LookalikeError, ValueError, KeyError):
             return exc
         pattern = re.compile(r"[^\s'\"()]*" + re.escape(key))
-        exc.message = pattern.sub(name, exc.message)
+        exc.message = pattern.sub(lambda _: name, exc.message)  # a function: the name is never a template
         exc.args = (exc.message,)
         return exc
 
@@ -103,64 +131,97 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             raise self._user_words(exc, key) from None
 
     def Download(self, request, context):
-        key = self.engine.output(self._project(request.project_id).id, request.name)
+        p = self._project(request.project_id, context)
+        if request.name not in OUTPUT_NAMES:
+            raise InputError(f"no output named {clean_label(request.name, 80)!r}; outputs are {', '.join(OUTPUT_NAMES)}")
+        key = self.engine.output(p.id, request.name)
         if not self.store.exists(key):
-            raise NotFoundError(f"{request.name} of project {request.project_id} is not there (yet)")
+            raise NotFoundError(f"{request.name} of project {p.id} is not there (yet)")
         data = self.store.get_bytes(key)
         for i in range(0, max(1, len(data)), CHUNK):
             yield common_pb2.Chunk(data=data[i : i + CHUNK])
 
     # -- projects -----------------------------------------------------------------------------
-    def _project(self, project_id: str):
-        if not re.fullmatch(r"[0-9a-f]{32}", project_id or ""):
-            raise NotFoundError(f"no project {project_id!r}")
-        p = self.state.get_project(project_id)
-        if p.tenant != TENANT:
-            raise NotFoundError(f"no project {project_id!r}")
+    def _project(self, project_id: str, context):
+        """The caller's project; another tenant's is NotFoundError, exactly like one that never existed."""
+        check_id(project_id, "project")
+        tenant = self.auth.tenant(context)
+        try:
+            p = self.state.get_project(project_id)
+        except NotFoundError:
+            raise NotFoundError(f"no project {project_id}", hint="`lookalike status` lists yours") from None
+        if p.tenant != tenant:
+            raise NotFoundError(f"no project {project_id}", hint="`lookalike status` lists yours")
         return p
 
-    def _create(self, req: coordinator_pb2.RemakeRequest):
-        sample_key = self._upload_key(req.sample_upload_id, "sample")
-        subject_key = self._upload_key(req.subject_upload_id, "subject") if req.subject_upload_id else ""
+    def _validate(self, req: coordinator_pb2.RemakeRequest, tenant: str) -> tuple[str, str, str, dict]:
+        """Everything about a remake request checked before any project exists (a batch is all or nothing)."""
+        o = req.options
+        if o.chunk_frames < 0 or o.chunk_frames > 100_000 or o.crf < 0 or o.crf > 51:
+            raise InputError("chunk_frames must be between 0 and 100000 and crf between 0 and 51")
+        if o.codec and o.codec not in CODECS:
+            raise InputError(f"codec {clean_label(o.codec, 40)!r} is not one of {', '.join(CODECS)}")
+        if abs(req.priority) > 1000:
+            raise InputError(f"priority {req.priority} is out of range: use -1000..1000")
+        if not 0 <= o.target <= 100 or not 0 <= o.max_rounds <= 20:
+            raise InputError("target is a similarity between 0 and 100 and max_rounds between 0 and 20")
+        require = [str(r) for r in o.require]
+        if len(require) > 16 or not all(_CAPABILITY.fullmatch(r) for r in require):
+            raise InputError("require lists at most 16 capabilities, each 1-32 of a-z, 0-9, '_', '-' (e.g. gpu,nvenc)")
+        sample_key = self._upload_key(req.sample_upload_id, "sample", tenant)
+        subject_key = self._upload_key(req.subject_upload_id, "subject", tenant) if req.subject_upload_id else ""
         # Refuse what cannot be remade now, with the node's own words, before any project exists.
         info = self._check(sample_key, "sample")
         if info["duration_s"] > self.settings.max_duration_s:
-            raise InputError(f"the sample lasts {info['duration_s']:.0f} s; the limit is {self.settings.max_duration_s:.0f} s")
+            raise InputError(f"the sample lasts {info['duration_s']:.0f} s; the limit is {self.settings.max_duration_s:.0f} s",
+                             hint="cut it shorter")
+        self._check_size(info, "sample")
         if subject_key:
-            self._check(subject_key, "subject")
-        o = req.options
-        if o.chunk_frames < 0 or o.crf < 0 or o.crf > 51:
-            raise InputError("chunk_frames must be >= 0 and crf between 0 and 51")
+            self._check_size(self._check(subject_key, "subject"), "subject image")
+        name = clean_label(req.name, 200)
         options = {"keep_audio": o.keep_audio, "keep_video": o.keep_video, "chunk_frames": o.chunk_frames or None,
-                   "seed": o.seed, "codec": o.codec or "libx264", "crf": o.crf or 20, "sample_name": req.name or "",
-                   "priority": req.priority, "require": [str(r) for r in o.require]}
-        return self.engine.submit(TENANT, req.name or "remake", sample_key, subject_key, options)
+                   "seed": o.seed, "codec": o.codec or "libx264", "crf": o.crf or 20, "sample_name": name,
+                   "priority": req.priority, "require": require, "target": o.target or None,
+                   "max_rounds": o.max_rounds}
+        return name or "remake", sample_key, subject_key, options
+
+    def _check_size(self, info: dict, what: str) -> None:
+        w, h = int(info.get("width") or 0), int(info.get("height") or 0)
+        if max(w, h) > self.settings.max_side_px or w * h > self.settings.max_pixels:
+            raise InputError(f"the {what} is {w}x{h}; this farm takes at most {self.settings.max_side_px} px a side "
+                             f"and {self.settings.max_pixels} pixels", hint="scale it down first")
 
     def Remake(self, request, context):
-        return _project_msg(self._create(request))
+        tenant = self.auth.tenant(context)
+        return _project_msg(self.engine.submit(tenant, *self._validate(request, tenant)))
 
     def SubmitBatch(self, request, context):
-        return coordinator_pb2.BatchReply(projects=[_project_msg(self._create(r)) for r in request.projects])
+        tenant = self.auth.tenant(context)
+        if len(request.projects) > MAX_BATCH:
+            raise LimitError(f"a batch of {len(request.projects)} remakes; send at most {MAX_BATCH} per call")
+        checked = [self._validate(r, tenant) for r in request.projects]
+        return coordinator_pb2.BatchReply(projects=[_project_msg(self.engine.submit(tenant, *c)) for c in checked])
 
     def GetProject(self, request, context):
-        return _project_msg(self._project(request.project_id))
+        return _project_msg(self._project(request.project_id, context))
 
     def ListProjects(self, request, context):
-        return coordinator_pb2.ListProjectsReply(projects=[_project_msg(p) for p in self.state.list_projects(TENANT)])
+        tenant = self.auth.tenant(context)
+        return coordinator_pb2.ListProjectsReply(projects=[_project_msg(p) for p in self.state.list_projects(tenant)])
 
     def WatchProject(self, request, context):
-        p = self._project(request.project_id)
+        p = self._project(request.project_id, context)
         for ev in self.engine.watch(p.id):
             if not context.is_active():
                 return
             yield coordinator_pb2.ProgressEvent(**ev)
 
     def Cancel(self, request, context):
-        return _project_msg(self.engine.cancel(self._project(request.project_id).id))
+        return _project_msg(self.engine.cancel(self._project(request.project_id, context).id))
 
     # -- the platform's stage endpoints -------------------------------------------------------
-    def _doc(self, project_id: str, kind: str) -> coordinator_pb2.Document:
-        p = self._project(project_id)
+    def _doc(self, project_id: str, kind: str, context) -> coordinator_pb2.Document:
+        p = self._project(project_id, context)
         versions = self.state.document_versions(p.id, kind)
         doc = self.state.get_document(p.id, kind)
         if doc is None:
@@ -170,33 +231,42 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def AnalyzeComprehensive(self, request, context):
         if request.project_id:
-            p = self._project(request.project_id)
+            p = self._project(request.project_id, context)
         else:
-            p = self._create(coordinator_pb2.RemakeRequest(sample_upload_id=request.sample_upload_id, name="analysis"))
+            tenant = self.auth.tenant(context)
+            req = coordinator_pb2.RemakeRequest(sample_upload_id=request.sample_upload_id, name="analysis")
+            p = self.engine.submit(tenant, *self._validate(req, tenant))
         deadline = time.time() + 3600
         while self.state.get_document(p.id, "analysis") is None:
             q = self.state.get_project(p.id)
             if q.state.value in ("failed", "cancelled") or time.time() > deadline or not context.is_active():
                 raise InputError(f"analysis did not finish: {q.error or q.state}")
             time.sleep(0.2)
-        return self._doc(p.id, "analysis")
+        return self._doc(p.id, "analysis", context)
 
     def GetScenes(self, request, context):
-        return self._doc(request.project_id, "plan")
+        return self._doc(request.project_id, "plan", context)
 
     def UpdateScenes(self, request, context):
-        p = self._project(request.project_id)
+        p = self._project(request.project_id, context)
+        if len(request.plan_json.encode()) > MAX_PLAN_BYTES:
+            raise LimitError(f"plan_json is over {MAX_PLAN_BYTES >> 20} MiB; a plan is far smaller")
         try:
             plan = json.loads(request.plan_json)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"plan_json is not valid JSON: {exc}") from exc
+            if _holds_nul(plan):
+                raise InputError("plan_json holds a NUL character (\\u0000): remove it")
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise InputError(f"plan_json is not valid JSON: {exc}") from None
         if not isinstance(plan, dict) or plan.get("schema") != "lookalike.plan/1" or not isinstance(plan.get("scenes"), list):
             raise InputError('a plan is a JSON object with "schema": "lookalike.plan/1" and a "scenes" list')
-        self.state.put_document(p.id, "plan", plan)
-        return self._doc(p.id, "plan")
+        if not all(isinstance(sc, dict) for sc in plan["scenes"]):
+            raise InputError("every entry of the plan's scenes is a JSON object")
+        # Each edit is a new version (the state store serializes them), so concurrent edits lose nothing.
+        version = self.state.put_document(p.id, "plan", plan)
+        return coordinator_pb2.Document(project_id=p.id, kind="plan", version=version, json=json.dumps(plan))
 
     def GetSceneStatus(self, request, context):
-        p = self._project(request.project_id)
+        p = self._project(request.project_id, context)
         by_scene: dict[int, list] = {}
         for j in self.state.jobs(p.id, kind="render_range"):
             by_scene.setdefault(j.scene_index, []).append(j)
@@ -210,19 +280,19 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         return coordinator_pb2.SceneStatusReply(scenes=out)
 
     def GenerateScenes(self, request, context):
-        p = self._project(request.project_id)
+        p = self._project(request.project_id, context)
         self.engine.start(p.id)
         return _project_msg(self.state.get_project(p.id))
 
     ProcessAudio = GenerateScenes
 
     def AssembleFinal(self, request, context):
-        p = self._project(request.project_id)
+        p = self._project(request.project_id, context)
         self.engine.start(p.id)
         return _project_msg(self.state.get_project(p.id))
 
     def ValidateSimilarity(self, request, context):
-        return self._doc(request.project_id, "similarity")
+        return self._doc(request.project_id, "similarity", context)
 
     GetSimilarityReport = ValidateSimilarity
 
@@ -242,19 +312,28 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
 @mapped("NodeRegistry")
 class RegistryServicer(coordinator_pb2_grpc.NodeRegistryServicer):
-    def __init__(self, engine: Engine, settings, store_url: str) -> None:
+    def __init__(self, engine: Engine, settings, store_url: str, auth: Auth | None = None) -> None:
         self.engine = engine
         self.settings = settings
         self.store_url = store_url
+        self.auth = auth or Auth.from_settings(settings)
 
     def Register(self, request, context):
+        self.auth.check_node(context.invocation_metadata())
         if not request.node_id or not request.address:
             raise InputError("a node registers with its id and its address")
+        if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", request.node_id):
+            raise InputError("a node id is 1-128 of letters, digits, '.', '_', ':', '-'")
+        if not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]{1,255}:[0-9]{1,5}", request.address):
+            raise InputError(f"node address {clean_label(request.address, 80)!r} is not HOST:PORT")
+        if request.slots < 0 or request.slots > 1024:
+            raise InputError("slots must be between 0 and 1024")
         self.engine.dispatcher.register(request.node_id, request.address, tuple(request.capabilities) or ("cpu",),
                                         request.slots or 1)
         return coordinator_pb2.RegisterReply(store_url=self.store_url, heartbeat_s=self.settings.heartbeat_s)
 
     def Heartbeat(self, request, context):
+        self.auth.check_node(context.invocation_metadata())
         return coordinator_pb2.HeartbeatReply(known=self.engine.dispatcher.heartbeat(request.node_id))
 
 
@@ -272,21 +351,31 @@ class Coordinator:
         self.state = open_state(settings.resolved_db_url)
         self.store = open_store(settings.resolved_store_url, access_key=settings.s3_access_key,
                                 secret_key=settings.s3_secret_key)
+        # The node gateway runs in Ray workers, which inherit this environment and no arguments: calls
+        # to nodes take the CA and node token from there (lookalike.grpcutil.channel).
+        for name in ("tls_ca", "node_token", "tls_server_name"):
+            if getattr(settings, name):
+                os.environ.setdefault(f"LOOKALIKE_{name.upper()}", str(getattr(settings, name)))
         self.dispatcher = Dispatcher(self.state, ray_address=settings.ray_address,
                                      node_timeout_s=settings.node_timeout_s, call_timeout_s=settings.call_timeout_s,
                                      discard=self.store.delete)
         self.engine = Engine(settings, self.state, self.store, self.dispatcher)
+        self.auth = Auth.from_settings(settings)
+        limiter = RateLimiter(settings.rate_per_s, settings.rate_burst)
         self.server, self.port = make_server(listen, [
-            (coordinator_pb2_grpc.add_CoordinatorServicer_to_server, CoordinatorServicer(self.engine, settings),
-             "lookalike.v1.Coordinator"),
+            (coordinator_pb2_grpc.add_CoordinatorServicer_to_server,
+             CoordinatorServicer(self.engine, settings, self.auth), "lookalike.v1.Coordinator"),
             (coordinator_pb2_grpc.add_NodeRegistryServicer_to_server,
-             RegistryServicer(self.engine, settings, self.store.url), "lookalike.v1.NodeRegistry"),
-        ])
+             RegistryServicer(self.engine, settings, self.store.url, self.auth), "lookalike.v1.NodeRegistry"),
+        ], interceptors=[AuthInterceptor(self.auth, limiter)], tls=server_tls(settings))
+        if (self.auth.enabled or self.auth.node_token) and not settings.tls_cert:
+            log.warning("tokens_without_tls", hint="tokens travel in clear text: set LOOKALIKE_TLS_CERT/KEY")
         host = listen.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
         self.metrics_port = serve_metrics(metrics_port, addr=host) if metrics_port is not None else None
         log.info("coordinator_started", address=self.address, db=_redact(settings.resolved_db_url),
-                 store=self.store.url, metrics_port=self.metrics_port)
+                 store=self.store.url, metrics_port=self.metrics_port, auth=self.auth.enabled,
+                 node_token=bool(self.auth.node_token), tls=bool(settings.tls_cert))
 
     def resume(self) -> list[str]:
         """Resume unfinished projects once nodes are there to run them."""
@@ -309,6 +398,22 @@ class Coordinator:
 
     def stop(self, grace: float = 1.0) -> None:
         self.server.stop(grace).wait()
+
+
+def _holds_nul(doc) -> bool:
+    """Whether a JSON document has a NUL in any key or string (PostgreSQL refuses those)."""
+    stack = [doc]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            if "\x00" in x:
+                return True
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return False
 
 
 def _redact(url: str) -> str:

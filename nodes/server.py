@@ -13,7 +13,7 @@ from fractions import Fraction
 import grpc
 
 from lookalike.errors import InputError
-from lookalike.grpcutil import channel, make_server, mapped, wait_ready
+from lookalike.grpcutil import NodeTokenGuard, channel, make_server, mapped, read_pem, server_tls, wait_ready
 from lookalike.nodes.runtime import Format, NodeRuntime
 from lookalike.obs import get_logger, init_node_metrics
 from lookalike.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
@@ -157,19 +157,27 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
 
 
 class NodeProcess:
-    """A running node: its gRPC server, its registration with a coordinator, and heartbeats."""
+    """A running node: its gRPC server, its registration with a coordinator, and heartbeats.
+
+    Security comes from `settings` (default: Settings.from_env()): with node_token set, the node
+    presents it to the NodeRegistry and requires it on every Node call; with tls_ca set, it verifies
+    the coordinator's certificate; with tls_cert/tls_key set, its own Node service speaks TLS.
+    """
 
     def __init__(
         self, coordinator: str, *, listen: str = "127.0.0.1:0", advertise_host: str | None = None,
         node_id: str | None = None, capabilities: tuple[str, ...] = ("cpu",), slots: int = 1,
         s3_access_key: str | None = None, s3_secret_key: str | None = None, cache_dir: str | None = None,
-        register_timeout_s: float = 30.0,
+        register_timeout_s: float = 30.0, settings=None,
     ) -> None:
+        from lookalike.settings import Settings
         from lookalike.store import open_store
 
+        settings = settings or Settings.from_env()
         self.node_id = node_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.coordinator = coordinator
-        self._ch = channel(coordinator)
+        ca = read_pem(settings.tls_ca, "TLS CA") if settings.tls_ca else None
+        self._ch = channel(coordinator, ca=ca, token=settings.node_token, server_name=settings.tls_server_name)
         wait_ready(self._ch, coordinator, register_timeout_s)
         self._registry = coordinator_pb2_grpc.NodeRegistryStub(self._ch)
         self._stop = threading.Event()
@@ -179,11 +187,22 @@ class NodeProcess:
         init_node_metrics(self.node_id)
         self.servicer = NodeServicer(self.runtime)
         self.server, self.port = make_server(
-            listen, [(node_pb2_grpc.add_NodeServicer_to_server, self.servicer, "lookalike.v1.Node")], workers=16
+            listen, [(node_pb2_grpc.add_NodeServicer_to_server, self.servicer, "lookalike.v1.Node")], workers=16,
+            interceptors=[NodeTokenGuard(settings.node_token)], tls=server_tls(settings),
         )
         host = advertise_host or listen.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
-        reply = self._register()
+        try:
+            reply = self._register()
+        except grpc.RpcError as exc:
+            self.server.stop(0)
+            self._ch.close()
+            from lookalike.errors import ConfigError, UnreachableError
+
+            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                raise ConfigError(f"the coordinator at {coordinator} refused this node: {exc.details()}",
+                                  hint="set LOOKALIKE_NODE_TOKEN to the coordinator's node token") from None
+            raise UnreachableError(f"cannot register with the coordinator at {coordinator}: {exc.details()}") from None
         self.runtime.store = open_store(reply.store_url, access_key=s3_access_key, secret_key=s3_secret_key)
         self.heartbeat_s = reply.heartbeat_s or 1.0
         self._beat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
