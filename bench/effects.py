@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from grade import (
+    LOOPS,
     SAMPLE,
     H,
     W,
@@ -64,21 +65,6 @@ def to_gbrp(exe: str, src: Path, dst: Path) -> None:
     )
 
 
-def time_ffmpeg_fmt(exe: str, inputs: list[Path], pix_fmt: str, graph: list[str], repeats: int = 2) -> float:
-    import time
-
-    cmd = [exe, "-hide_banner", "-loglevel", "error", "-nostdin"]
-    for p in inputs:
-        cmd += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{W}x{H}", "-r", "24", "-i", str(p)]
-    cmd += graph + ["-f", "null", "-"]
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main(argv: list[str] | None = None) -> int:
     from lookalike.kernels import effects as kfx
     from lookalike.kernels import transitions as ktrans
@@ -94,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     a = load_frames(n, args.sample, 0)
     b = load_frames(n, args.sample, 300)
     rows = []
-    dur = f"{n / 24.0:.4f}"
+    dur = f"{n * (LOOPS + 1) / 24.0:.4f}"  # the fade spans every frame ffmpeg reads
     with tempfile.TemporaryDirectory() as tmp:
         ra, rb = Path(tmp) / "a.rgb", Path(tmp) / "b.rgb"
         write_raw(a, ra)
@@ -103,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         to_gbrp(exe, ra, ga)
         to_gbrp(exe, rb, gb)
 
-        pool = kfx.grain_pool(np, 7, W * 3, 0.04)
+        pool = kfx.grain_pool(np, 7, W * H * 3, 0.04)
         ours = time_ours(lambda k: kfx.film_grain(a[k], k, 7, 0.04, pool=pool), n)
         graph = ["-vf", "noise=alls=20:allf=t"]
         io = time_ffmpeg(exe, [ra], ["-vf", "null"])
@@ -117,13 +103,13 @@ def main(argv: list[str] | None = None) -> int:
                 "ffmpeg -f rawvideo -pix_fmt rgb24 -s 1920x1080 -i a.rgb -vf noise=alls=20:allf=t -f null -",
             )
         )
-        io_g = time_ffmpeg_fmt(exe, [ga], "gbrp", ["-vf", "null"])
+        io_g = time_ffmpeg(exe, [ga], ["-vf", "null"], pix_fmt="gbrp")
         rows.append(
             row(
                 "grain (ffmpeg gets gbrp in)",
                 n,
                 ours,
-                time_ffmpeg_fmt(exe, [ga], "gbrp", graph),
+                time_ffmpeg(exe, [ga], graph, pix_fmt="gbrp"),
                 io_g,
                 "ffmpeg -f rawvideo -pix_fmt gbrp ... -vf noise=alls=20:allf=t -f null -",
             )
@@ -142,13 +128,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"ffmpeg -f rawvideo ... -i a.rgb -i b.rgb -filter_complex [0][1]xfade=transition=fade:duration={dur}:offset=0 -f null -",
             )
         )
-        io_g = time_ffmpeg_fmt(exe, [ga, gb], "gbrp", ["-map", "0:v", "-map", "1:v"])
+        io_g = time_ffmpeg(exe, [ga, gb], ["-map", "0:v", "-map", "1:v"], pix_fmt="gbrp")
         rows.append(
             row(
                 "dissolve (ffmpeg gets gbrp in)",
                 n,
                 ours,
-                time_ffmpeg_fmt(exe, [ga, gb], "gbrp", graph),
+                time_ffmpeg(exe, [ga, gb], graph, pix_fmt="gbrp"),
                 io_g,
                 "ffmpeg -f rawvideo -pix_fmt gbrp ... xfade ...",
             )
@@ -160,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         db = [cp.asarray(f) for f in b]
         sync = cp.cuda.Device().synchronize
         mem = cp.get_default_memory_pool()
-        gp = kfx.grain_pool(cp, 7, W * 3, 0.04)
+        gp = kfx.grain_pool(cp, 7, W * H * 3, 0.04)
         s = time_ours(lambda k: kfx.film_grain(da[k], k, 7, 0.04, pool=gp), n, sync)
         rows.append(
             {

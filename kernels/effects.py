@@ -204,39 +204,35 @@ def lens_flare(
 
 @dataclass(frozen=True)
 class GrainPool:
-    """A strip of seeded noise that frames take rows from (what ffmpeg's `noise` filter does too).
+    """A strip of seeded noise, two frames long, that each frame takes a window of.
 
-    Per frame, each output row is a window of the strip at an offset hashed from (seed, frame,
-    row), so the grain changes every frame at the cost of one row copy. uint8 pictures use the
+    Frame k's grain is the frame-sized window of the strip starting at an offset hashed from
+    (seed, k): a view, so adding grain is one pass over the picture. Two frames' grains are
+    displaced copies of one white-noise strip, by a random offset of up to a frame, which is
+    uncorrelated pixel by pixel (tested), so the grain is new every frame. uint8 pictures use the
     strip rounded to whole code values and clipped to +-127 (3.45 sigma, the deviates' own limit,
     stays inside that up to sigma = 0.14), stored with a bias of 128 so that one saturating
     weighted add (img + biased - 128) gives exactly clip(img + noise, 0, 255).
     """
 
-    row_len: int
+    frame_len: int
     sigma: float
     seed: int
-    values: Any  # float32, sigma * N(0, 1)
-    biased: Any  # uint8, clip(round(255 values), -127, 127) + 128
+    biased: Any  # uint8, clip(round(255 sigma z), -127, 127) + 128
+    values: Any = None  # float32 sigma z, for float pictures only
 
 
-GRAIN_POOL_ROWS = 64
-
-
-def grain_pool(xp: Any, seed: int, row_len: int, sigma: float) -> GrainPool:
-    """The noise strip for one (seed, sigma) and row length (W * channels)."""
+def grain_pool(xp: Any, seed: int, frame_len: int, sigma: float, *, floats: bool = False) -> GrainPool:
+    """The noise strip for one (seed, sigma) and frame length (H * W * channels)."""
     s = number("grain.sigma", sigma, 0.0, 0.25)
-    n = row_len * (GRAIN_POOL_ROWS + 1)
-    v = seeded.normal(xp, seeded.key(seed, "grain-pool"), n) * xp.float32(s)
+    v = seeded.normal(xp, seeded.key(seed, "grain-pool"), 2 * frame_len) * xp.float32(s)
     q = xp.clip(xp.floor(v * xp.float32(255.0) + xp.float32(0.5)), -127, 127)
-    return GrainPool(row_len, s, seed, v, (q + 128).astype(xp.uint8))
+    return GrainPool(frame_len, s, seed, (q + 128).astype(xp.uint8), v if floats else None)
 
 
-def _rows(xp: Any, strip: Any, offsets: Any, row_len: int) -> Any:
-    view = xp.lib.stride_tricks.as_strided(
-        strip, (strip.size - row_len + 1, row_len), (strip.itemsize, strip.itemsize)
-    )
-    return view[offsets]
+def grain_offset(seed: int, frame: int, frame_len: int) -> int:
+    """Where frame `frame`'s window starts in the strip: in [0, frame_len]."""
+    return int(seeded.integers(np, seeded.key(seed, frame, "grain-offset"), 1, frame_len + 1)[0])
 
 
 def film_grain(
@@ -244,25 +240,29 @@ def film_grain(
 ) -> Any:
     """Add zero-mean grain of standard deviation `sigma` (in 0..1 units), new every frame.
 
-    Deterministic in (seed, frame): the same frame index gets the same grain on every node. `mono`
-    adds one value to all three channels (luma grain); otherwise each channel gets its own. Pass a
-    `grain_pool(...)` built once per clip to avoid rebuilding the strip for each frame.
+    Deterministic in (seed, frame): the same frame index gets the same grain on every node and
+    device. `mono` adds one value to all three channels (luma grain); otherwise each channel gets
+    its own. Pass a `grain_pool(...)` built once per clip so the strip is not rebuilt each frame.
     """
     _check_picture(img)
     xp = get_xp(img)
     h, w = img.shape[:2]
-    row_len = w if mono else w * 3
-    if pool is None or pool.row_len != row_len or pool.seed != seed or pool.sigma != float(sigma):
-        pool = grain_pool(xp, seed, row_len, sigma)
+    n = h * w * (1 if mono else 3)
+    floats = img.dtype != xp.uint8
+    if (
+        pool is None
+        or pool.frame_len != n
+        or pool.seed != seed
+        or pool.sigma != float(sigma)
+        or (floats and pool.values is None)
+    ):
+        pool = grain_pool(xp, seed, n, sigma, floats=floats)
     if pool.sigma == 0:
         return img.copy()
-    span = pool.values.size - row_len + 1
-    offsets = seeded.integers(np, seeded.key(seed, frame, "grain-rows"), h, span)
-    if xp is not np:
-        offsets = xp.asarray(offsets)
+    o = grain_offset(seed, frame, n)
     shape = (h, w, 1) if mono else (h, w, 3)
-    if img.dtype == xp.uint8:
-        biased = _rows(xp, pool.biased, offsets, row_len).reshape(shape)
+    if not floats:
+        biased = pool.biased[o : o + n].reshape(shape)
         if xp is np:
             import cv2
 
@@ -271,7 +271,7 @@ def film_grain(
             # Whole numbers in float32: the sum is exact and the saturation is the clip.
             return cv2.addWeighted(np.ascontiguousarray(img), 1.0, biased, 1.0, -128.0)
         return xp.clip(img.astype(xp.int16) + biased.astype(xp.int16) - 128, 0, 255).astype(xp.uint8)
-    noise = _rows(xp, pool.values, offsets, row_len).reshape(shape)
+    noise = pool.values[o : o + n].reshape(shape)
     return xp.clip(to_float(img) + noise, 0.0, 1.0).astype(xp.float32)
 
 

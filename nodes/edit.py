@@ -414,9 +414,9 @@ class _GrainStage(_Stage):
 
     def render(self, k: int, get: Callable[[int], Frame], n_in: int) -> Frame:
         f = get(k)
-        row = f.shape[1] * (1 if self.mono else 3)
-        if self.pool is None or self.pool.row_len != row:
-            self.pool = kfx.grain_pool(np, self.seed, row, self.sigma)
+        n = f.shape[0] * f.shape[1] * (1 if self.mono else 3)
+        if self.pool is None or self.pool.frame_len != n:
+            self.pool = kfx.grain_pool(np, self.seed, n, self.sigma, floats=f.dtype != np.uint8)
         return kfx.film_grain(f, k, self.seed, self.sigma, mono=self.mono, pool=self.pool)
 
 
