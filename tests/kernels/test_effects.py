@@ -206,3 +206,16 @@ def test_float_box_blur_matches_a_running_sum() -> None:
         size = x.shape[axis]
         want = (np.take(c, np.arange(n, n + size), axis=axis) - np.take(c, np.arange(size), axis=axis)) / n
         assert np.abs(F.box_blur_axis(x, 3, axis) - want).max() < 1e-6
+
+
+def test_grain_is_white_and_new_every_frame() -> None:
+    grey = np.full((180, 320, 3), 128, np.uint8)
+    pool = E.grain_pool(np, 5, grey.size, 0.05)
+    noise = [E.film_grain(grey, k, 5, 0.05, pool=pool).astype(np.float64) - 128 for k in range(12)]
+    for a, b in zip(noise, noise[1:], strict=False):
+        assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.03  # frame to frame
+    n0 = noise[0]
+    for lag in ((0, 1), (1, 0)):  # neighbouring pixels, same channel
+        a = n0[: n0.shape[0] - lag[0], : n0.shape[1] - lag[1]]
+        b = n0[lag[0] :, lag[1] :]
+        assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.03
