@@ -330,6 +330,18 @@ def _is_flash(frames: list[dict[str, Any]], cut: int) -> bool:
     return False
 
 
+def _shake(trajectory: list[list[float]], window: int = 9) -> float:
+    """RMS distance (frame widths/heights) of the camera path from its own moving average over
+    `window` frames: 0 for a tripod or a smooth move, larger the more the camera jitters."""
+    xy = np.asarray(trajectory, dtype=np.float64)[:, :2]
+    if len(xy) < 3:
+        return 0.0
+    k = min(window, len(xy) | 1)
+    pad = np.pad(xy, ((k // 2, k // 2), (0, 0)), mode="edge")
+    smooth = np.stack([np.convolve(pad[:, i], np.ones(k) / k, mode="valid") for i in range(2)], axis=1)
+    return float(np.sqrt(((xy - smooth) ** 2).sum(axis=1).mean()))
+
+
 def _pooled_colours(frames: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """The scene's RGB histogram (`features.frame_colour_stats` bins) summed over its frames: (bins, counts)."""
     bins = np.concatenate([np.asarray(f["colours"]["bins"], dtype=np.int64) for f in frames])
@@ -492,6 +504,7 @@ def merge_ranges(info_or_path: Any, ranges: Iterable[dict[str, Any]], audio_doc:
                 "camera": {
                     "motion": label,
                     "speed": round(speed, 5),
+                    "shake": round(_shake(trajectory), 6),
                     "trajectory": [[round(v, 6) for v in p] for p in trajectory],
                 },
                 "objects": [],

@@ -314,3 +314,16 @@ def test_sharpness_and_grain_rank_clips(tmp_path):
         ]
     assert tex["sharp"]["sharpness"] > 1.5 * tex["blurred"]["sharpness"]
     assert tex["noisy"]["grain"] > 2 * tex["smooth"]["grain"]
+
+
+def test_handheld_shake_is_measured(tmp_path):
+    """A jittering camera (random steps of ~2 px) is handheld with clear shake; a tripod has none."""
+    rng = np.random.default_rng(4)
+    img = texture(9)
+    jitter = np.cumsum(rng.normal(0, 2.0, (48, 2)), axis=0) * 0.5 + rng.normal(0, 2.0, (48, 2))
+    shaky = [camera(img, 350 + dx, 200 + dy) for dx, dy in jitter]
+    still = [camera(img, 350, 200)] * 24
+    cam = analysis.analyze(str(write_clip(tmp_path / "shaky.mkv", shaky)))["scenes"][0]["camera"]
+    calm = analysis.analyze(str(write_clip(tmp_path / "still.mkv", still)))["scenes"][0]["camera"]
+    assert cam["motion"] == "handheld"
+    assert cam["shake"] > 0.005 and calm["shake"] < 0.001
