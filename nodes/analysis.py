@@ -426,7 +426,7 @@ def scene_boundaries(frames: list[dict[str, Any]]) -> list[tuple[int, dict[str, 
 
     Hard cuts are adaptive spikes of the change score that do not revert within FLASH_MAX_FRAMES
     (flashes); fades run through flat frames (black, white, any solid colour) and dissolves are
-    blends of two shots (`kernels.shots`). A flat run no longer than FLASH_MAX_FRAMES between
+    blends of two shots, wipes sweep one shot over the other (`kernels.shots`). A flat run no longer than FLASH_MAX_FRAMES between
     two views of the same shot is a flash, not a fade. A cut at the edge of a fade belongs to it.
     """
     n = len(frames)
@@ -454,7 +454,12 @@ def scene_boundaries(frames: list[dict[str, Any]]) -> list[tuple[int, dict[str, 
         bounds[tr.boundary] = tr.as_dict()
     for c in cuts:
         bounds[c] = {"kind": "cut", "start_frame": c, "end_frame": c}
+    gradual = list(fade_spans)
     for tr in kt.dissolves(thumbs, raw, fade_spans):
+        if 0 < tr.boundary < n and not any(tr.start <= b < tr.end for b in bounds):
+            bounds[tr.boundary] = tr.as_dict()
+            gradual.append((tr.start, tr.end))
+    for tr in kt.wipes(thumbs, raw, gradual):
         if 0 < tr.boundary < n and not any(tr.start <= b < tr.end for b in bounds):
             bounds[tr.boundary] = tr.as_dict()
     return [(0, first)] + sorted(bounds.items())

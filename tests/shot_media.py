@@ -56,7 +56,7 @@ def make_transitions_clip(
 ) -> Clip:
     """Write `plan` as H.264 at FPS: [(shot_frames, transition_into_next, transition_frames)].
 
-    transition is "cut", "dissolve", "fade_black" or "fade_white" (the last shot's is ignored). A
+    transition is "cut", "dissolve", "wipe" (left to right), "fade_black" or "fade_white" (the last shot's is ignored). A
     dissolve's frames overlap the two shots' ends; a fade's frames are split into out-ramp, a held
     flat run of a third of them, and in-ramp.
     """
@@ -87,6 +87,14 @@ def make_transitions_clip(
                 a = (j + 1) / (tlen + 1)
                 frames[s + j] = (1 - a) * frames[s + j] + a * view(k + 1, j - tlen)
             clip.boundaries.append({"frame": s + tlen // 2, "kind": "dissolve", "start": s, "end": s + tlen})
+        elif kind == "wipe":
+            # Shot k+1 is revealed left to right over the last tlen frames of shot k.
+            s = len(frames) - tlen
+            xs = np.arange(W)[None, :, None]
+            for j in range(tlen):
+                edge = (j + 1) / (tlen + 1) * W
+                frames[s + j] = np.where(xs < edge, view(k + 1, j - tlen), frames[s + j])
+            clip.boundaries.append({"frame": s + tlen // 2, "kind": "wipe", "start": s, "end": s + tlen})
         elif kind in ("fade_black", "fade_white"):
             flat = np.full((H, W, 3), 0.0 if kind == "fade_black" else 1.0, np.float32)
             hold = max(1, tlen // 3)
@@ -130,6 +138,7 @@ CLIPS: dict[str, tuple[list[tuple[int, str, int]], int]] = {
     "synth-cuts": ([(30, "cut", 0), (26, "cut", 0), (40, "cut", 0), (30, "", 0)], 1),
     "synth-dissolves": ([(40, "dissolve", 12), (44, "dissolve", 20), (40, "dissolve", 8), (36, "", 0)], 2),
     "synth-fades": ([(40, "fade_black", 18), (40, "fade_white", 15), (40, "fade_black", 12), (36, "", 0)], 3),
+    "synth-wipes": ([(40, "wipe", 12), (40, "cut", 0), (40, "wipe", 20), (36, "", 0)], 5),
     "synth-mixed": (
         [
             (34, "cut", 0),

@@ -78,3 +78,27 @@ def test_fade_through_black_and_white():
     # The middle of each blank run: black from about frame 9 (10 % of a picture is blank too) to 13.
     assert abs(found[0].boundary - 11.5) <= 1 and found[1].boundary == 35
     assert abs(found[0].start - 1) <= 1 and abs(found[0].end - 23) <= 2
+
+
+def test_wipe_is_found_with_direction_and_an_object_crossing_is_not():
+    a, b = picture(8), picture(9)
+    frames = [view(a, i) for i in range(30)] + [view(b, 30 + i) for i in range(30)]
+    s, L = 20, 12  # b is revealed top to bottom over frames [20, 32)
+    for j in range(L):
+        edge = int((j + 1) / (L + 1) * 64)
+        f = view(a, s + j).copy()
+        f[:edge] = view(b, s + j)[:edge]
+        frames[s + j] = f
+    found = ks.wipes(thumbs_of(frames[:32] + [view(b, 32 + i) for i in range(28)]), cuts=[])
+    assert [(t.kind, t.direction) for t in found] == [("wipe", "down")]
+    assert abs(found[0].boundary - (s + L // 2)) <= 3
+    assert abs(found[0].start - s) <= 3 and abs(found[0].end - (s + L)) <= 3
+    # A dark square crossing a still picture left to right is motion, not a wipe.
+    still = view(a, 0)
+    crossing = []
+    for i in range(40):
+        f = still.copy()
+        x = int(i * 1.5)
+        f[20:40, x : x + 12] = 10.0
+        crossing.append(f)
+    assert ks.wipes(thumbs_of(crossing), cuts=[]) == []

@@ -90,7 +90,7 @@ def test_at_least_as_good_as_pyscenedetect_and_better_on_gradual(synth, scenedet
     )
     theirs = pysd_best_f1(scenedetect, str(clip.path), clip.frames, clip.tolerances)
     assert ours[2] >= theirs
-    if name == "synth-dissolves":
+    if name in ("synth-dissolves", "synth-mixed"):
         assert ours[2] > theirs
 
 
@@ -134,3 +134,12 @@ def test_range_split_keeps_gradual_transitions(synth):
     parts = [json.loads(json.dumps(p)) for p in parts]
     assert analysis.merge_ranges(info, parts, audio) == whole
     assert {s["transition_in"]["kind"] for s in whole["scenes"]} == {"none", "cut", "dissolve", "fade"}
+
+
+def test_wipes_keep_their_direction(synth):
+    bounds = analysis.detect_shots(str(synth["synth-wipes"].path))
+    assert [(tr["kind"], tr.get("direction")) for _, tr in bounds[1:]] == [
+        ("wipe", "right"),
+        ("cut", None),
+        ("wipe", "right"),
+    ]
