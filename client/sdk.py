@@ -197,21 +197,23 @@ class Client:
     # -- projects -----------------------------------------------------------------------------
     def submit(self, sample: str | os.PathLike, *, subject: str | os.PathLike | None = None, name: str | None = None,
                keep_audio: bool = False, keep_video: bool = False, seed: int = 0, chunk_frames: int = 0,
-               priority: int = 0, require: tuple[str, ...] = ()) -> Project:
+               priority: int = 0, require: tuple[str, ...] = (), target: float = 0.0,
+               max_rounds: int = 0) -> Project:
         """Start a remake and return at once."""
         return Project._of(self._call(self._stub.Remake, self._request(
             sample, subject=subject, name=name, keep_audio=keep_audio, keep_video=keep_video, seed=seed,
-            chunk_frames=chunk_frames, priority=priority, require=require)))
+            chunk_frames=chunk_frames, priority=priority, require=require, target=target, max_rounds=max_rounds)))
 
     def _request(self, sample, *, subject=None, name=None, keep_audio=False, keep_video=False, seed=0,
-                 chunk_frames=0, priority=0, require=()) -> coordinator_pb2.RemakeRequest:
+                 chunk_frames=0, priority=0, require=(), target=0.0, max_rounds=0) -> coordinator_pb2.RemakeRequest:
         sample_id = self.upload(sample, "sample")
         subject_id = self.upload(subject, "subject") if subject else ""
         return coordinator_pb2.RemakeRequest(
             sample_upload_id=sample_id, subject_upload_id=subject_id, name=name or Path(sample).name,
             priority=priority,
             options=coordinator_pb2.RemakeOptions(keep_audio=keep_audio, keep_video=keep_video, seed=seed,
-                                                  chunk_frames=chunk_frames, require=list(require)),
+                                                  chunk_frames=chunk_frames, require=list(require),
+                                                  target=target, max_rounds=max_rounds),
         )
 
     def submit_batch(self, items: list[dict]) -> list[Project]:

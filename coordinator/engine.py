@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from lookalike.coordinator import planner
+from lookalike.coordinator import fix, plan_ops, planner
 from lookalike.coordinator.report import render_report
 from lookalike.errors import CancelledError, InputError, JobError, LookalikeError, StoreError
 from lookalike.obs import PROJECTS, get_logger
@@ -166,16 +166,34 @@ class Engine:
             p = self.state.get_project(project_id)
             opts = p.options
             analysis = self._analyze(project_id, opts, cancelled)
-            plan = self.state.get_document(project_id, "plan")
-            if plan is None:
-                plan = planner.make_plan(analysis, seed=int(opts.get("seed") or 0))
-                self.state.put_document(project_id, "plan", plan)
-            self._stage(project_id, "rendering", 0.3)
-            segments, audio_key = self._render(project_id, plan, analysis, opts, cancelled)
-            self._stage(project_id, "assembling", 0.8)
-            self._assemble(project_id, segments, audio_key, plan, cancelled)
-            self._stage(project_id, "scoring", 0.9)
-            similarity = self._score(project_id, opts, analysis, plan, cancelled)
+            version, plan = self._current_plan(project_id, analysis, opts)
+            target = opts.get("target")
+            rounds_left = int(opts.get("max_rounds") or 0)
+            while True:
+                self._stage(project_id, "rendering", 0.3)
+                segments, audio_key = self._render(project_id, version, plan, analysis, opts, cancelled)
+                self._stage(project_id, "assembling", 0.8)
+                self._assemble(project_id, version, segments, audio_key, plan, cancelled)
+                self._stage(project_id, "scoring", 0.9)
+                similarity = self._score(project_id, version, opts, analysis, plan, cancelled)
+                overall = similarity.get("overall")
+                if target is None or overall is None or overall >= float(target) or rounds_left <= 0:
+                    break
+                # The fix loop: the weakest scenes' suggestions become plan operations; only the scenes
+                # they touch render again, and the best round is what the user gets.
+                ops = fix.suggestions_to_ops(similarity)
+                if not ops:
+                    break
+                new_plan = fix.apply_suggestions(plan, ops)
+                new_plan["edit"] = {"source": "fix", "round": int(opts.get("max_rounds") or 0) - rounds_left + 1,
+                                    "ops": ops, "score_before": overall}
+                version = self.state.put_document(project_id, "plan", new_plan)
+                plan = new_plan
+                rounds_left -= 1
+                self.emit(project_id, "fixing", message=f"score {overall:.1f} < target {float(target):.1f}: "
+                          f"{len(ops)} changes, round {new_plan['edit']['round']}")
+            best_version, plan, similarity = self._best(project_id, version, plan, similarity)
+            self.store.copy(self._final_key(project_id, best_version), out_key(project_id, "final.mp4"))
             self._write_outputs(project_id, analysis, plan, similarity)
             self.state.set_project_state(project_id, "done", stage="done", progress=1.0)
             self.emit(project_id, "done", 1, 1, state="done")
@@ -190,6 +208,29 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - a project must end in a state, never hang
             log.error("project_crashed", project=project_id, error=repr(exc), tb=traceback.format_exc())
             self._fail(project_id, exc)
+
+    def _current_plan(self, project_id: str, analysis: dict, opts: dict) -> tuple[int, dict]:
+        versions = self.state.document_versions(project_id, "plan")
+        if not versions:
+            plan = planner.make_plan(analysis, seed=int(opts.get("seed") or 0))
+            return self.state.put_document(project_id, "plan", plan), plan
+        return max(versions), self.state.get_document(project_id, "plan", max(versions))
+
+    def _best(self, project_id: str, version: int, plan: dict, similarity: dict) -> tuple[int, dict, dict]:
+        """The plan version with the highest overall score among those scored (the latest on a tie)."""
+        best = (similarity.get("overall") or -1.0, version, plan, similarity)
+        for j in self._jobs(project_id, {"score"}):
+            if j.state != "succeeded":
+                continue
+            v = _version(j)
+            sim = j.result["similarity"]
+            if (sim.get("overall") or -1.0) > best[0]:
+                best = (sim["overall"], v, self.state.get_document(project_id, "plan", v), sim)
+        return best[1], best[2], best[3]
+
+    def _jobs(self, project_id: str, kinds: set[str], version: int | None = None) -> list:
+        return [j for j in self.state.jobs(project_id)
+                if j.kind in kinds and (version is None or _version(j) == version)]
 
     def _fail(self, project_id: str, exc: BaseException) -> None:
         kind = type(exc).__name__ if isinstance(exc, LookalikeError) else "LookalikeError"
@@ -265,7 +306,31 @@ class Engine:
         return self.dispatcher.call_any("Probe", node_pb2.ProbeRequest(key=key, check=check), node_pb2.ProbeReply,
                                         lambda r: json.loads(r.info_json))
 
-    def _render(self, project_id: str, plan: dict, analysis: dict, opts: dict, cancelled):
+    def _reuse(self, project_id: str, version: int, plan: dict) -> tuple[dict[int, list[str]], str | None]:
+        """Segments and audio of the previous plan version that this version can keep: scenes an edit
+        did not touch are not rendered again."""
+        if version <= 1:
+            return {}, None
+        old_plan = self.state.get_document(project_id, "plan", version - 1)
+        old_jobs = [j for j in self._jobs(project_id, {"render_range", "render_audio"}, version - 1)
+                    if j.state == "succeeded"]
+        if old_plan is None or not old_jobs:
+            return {}, None
+        keep = plan_ops.reusable_scenes(old_plan, plan)
+        by_scene: dict[int, list] = {}
+        for j in old_jobs:
+            if j.kind == "render_range":
+                by_scene.setdefault(j.scene_index, []).append(j)
+        reused = {}
+        for new_idx, old_idx in keep.items():
+            chunks = sorted(by_scene.get(old_idx, []), key=lambda j: j.start_frame)
+            want = plan["scenes"][new_idx]["end_frame"] - plan["scenes"][new_idx]["start_frame"]
+            if chunks and sum(j.end_frame - j.start_frame for j in chunks) == want:
+                reused[new_idx] = [j.result["key"] for j in chunks]
+        audio = next((j.result["key"] for j in old_jobs if j.kind == "render_audio"), None)
+        return reused, None if plan_ops.audio_affected(old_plan, plan) else audio
+
+    def _render(self, project_id: str, version: int, plan: dict, analysis: dict, opts: dict, cancelled):
         fmt_doc = plan["format"]
         fmt = common_pb2.VideoFormat(
             width=fmt_doc["width"], height=fmt_doc["height"], codec=opts.get("codec") or "libx264",
@@ -273,16 +338,20 @@ class Engine:
             fps=common_pb2.Rational(num=fmt_doc["fps_num"], den=fmt_doc["fps_den"]),
         )
         scenes = {s["index"]: s for s in plan["scenes"]}
-        jobs = self.state.jobs(project_id)
-        if not any(j.kind == "render_range" for j in jobs):
-            specs = planner.range_jobs(plan, int(opts.get("chunk_frames") or self.settings.chunk_frames),
-                                       self.settings.max_attempts)
-            specs.append({"kind": "render_audio", "scene_index": -1, "start_frame": 0, "end_frame": 0, "spec": {},
-                          "max_attempts": self.settings.max_attempts})
+        reused, reused_audio = self._reuse(project_id, version, plan)
+        if not self._jobs(project_id, {"render_range", "render_audio"}, version):
+            specs = [j for j in planner.range_jobs(plan, int(opts.get("chunk_frames") or self.settings.chunk_frames),
+                                                   self.settings.max_attempts) if j["scene_index"] not in reused]
+            if reused_audio is None:
+                specs.append({"kind": "render_audio", "scene_index": -1, "start_frame": 0, "end_frame": 0, "spec": {},
+                              "max_attempts": self.settings.max_attempts})
+            for spec in specs:
+                spec["spec"] = dict(spec.get("spec") or {}, v=version)
             self.state.add_jobs(project_id, specs)
         total = fmt_doc["n_frames"]
-        done = [sum(j.end_frame - j.start_frame for j in self.state.jobs(project_id, kind="render_range")
-                    if j.state == "succeeded")]
+        reused_frames = sum(scenes[i]["end_frame"] - scenes[i]["start_frame"] for i in reused)
+        done = [reused_frames + sum(j.end_frame - j.start_frame for j in self._jobs(project_id, {"render_range"}, version)
+                                    if j.state == "succeeded")]
 
         def build(job, attempt):
             key = f"projects/{project_id}/attempts/{job.id}/{attempt.id}"
@@ -310,24 +379,38 @@ class Engine:
 
         self.dispatcher.run(project_id, {"render_range", "render_audio"}, build, _parse_reply,
                             cancelled=cancelled, on_done=on_done, needs=tuple(opts.get("require") or ()),
-                            **self._share(project_id))
-        jobs = self.state.jobs(project_id)
-        ranges = sorted((j for j in jobs if j.kind == "render_range"), key=lambda j: j.start_frame)
-        covered = [(j.start_frame, j.end_frame) for j in ranges]
+                            select=lambda j: _version(j) == version, **self._share(project_id))
+        jobs = self._jobs(project_id, {"render_range", "render_audio"}, version)
+        by_scene: dict[int, list] = {}
+        for j in jobs:
+            if j.kind == "render_range":
+                by_scene.setdefault(j.scene_index, []).append(j)
+        segments: list[str] = []
         expected_start = 0
-        for a, b in covered:
-            if a != expected_start:
-                raise JobError(f"rendered ranges leave a gap at frame {expected_start}")
-            expected_start = b
+        for s in plan["scenes"]:
+            if s["index"] in reused:
+                segments += reused[s["index"]]
+                expected_start = s["end_frame"]
+                continue
+            for j in sorted(by_scene.get(s["index"], []), key=lambda j: j.start_frame):
+                if j.start_frame != expected_start:
+                    raise JobError(f"rendered ranges leave a gap at frame {expected_start}")
+                segments.append(j.result["key"])
+                expected_start = j.end_frame
         if expected_start != total:
             raise JobError(f"rendered ranges end at frame {expected_start}, the plan has {total}")
-        audio = next(j for j in jobs if j.kind == "render_audio")
-        return [j.result["key"] for j in ranges], audio.result["key"]
+        audio = reused_audio or next(j for j in jobs if j.kind == "render_audio").result["key"]
+        return segments, audio
 
-    def _assemble(self, project_id: str, segments: list[str], audio_key: str, plan: dict, cancelled) -> None:
-        if not any(j.kind == "assemble" for j in self.state.jobs(project_id)):
+    def _final_key(self, project_id: str, version: int) -> str:
+        job = next(j for j in self._jobs(project_id, {"assemble"}, version) if j.state == "succeeded")
+        return job.result["key"]
+
+    def _assemble(self, project_id: str, version: int, segments: list[str], audio_key: str, plan: dict,
+                  cancelled) -> None:
+        if not self._jobs(project_id, {"assemble"}, version):
             self.state.add_jobs(project_id, [{"kind": "assemble", "scene_index": -1, "start_frame": 0,
-                                              "end_frame": plan["format"]["n_frames"], "spec": {},
+                                              "end_frame": plan["format"]["n_frames"], "spec": {"v": version},
                                               "max_attempts": self.settings.max_attempts}])
 
         def build(job, attempt):
@@ -337,26 +420,25 @@ class Engine:
                 expected_frames=plan["format"]["n_frames"],
             )
 
-        self.dispatcher.run(project_id, {"assemble"}, build, _parse_reply, cancelled=cancelled, **self._share(project_id))
-        job = next(j for j in self.state.jobs(project_id) if j.kind == "assemble")
-        self.store.copy(job.result["key"], out_key(project_id, "final.mp4"))
+        self.dispatcher.run(project_id, {"assemble"}, build, _parse_reply, cancelled=cancelled,
+                            select=lambda j: _version(j) == version, **self._share(project_id))
 
-    def _score(self, project_id: str, opts: dict, analysis: dict, plan: dict, cancelled) -> dict:
-        doc = self.state.get_document(project_id, "similarity")
-        if doc is not None:
-            return doc
-        if not any(j.kind == "score" for j in self.state.jobs(project_id)):
+    def _score(self, project_id: str, version: int, opts: dict, analysis: dict, plan: dict, cancelled) -> dict:
+        if not self._jobs(project_id, {"score"}, version):
             self.state.add_jobs(project_id, [{"kind": "score", "scene_index": -1, "start_frame": 0, "end_frame": 0,
-                                              "spec": {}, "max_attempts": self.settings.max_attempts}])
+                                              "spec": {"v": version}, "max_attempts": self.settings.max_attempts}])
+        final_key = self._final_key(project_id, version)
 
         def build(job, attempt):
             return "Score", node_pb2.ScoreRequest(
-                ctx=self._ctx(job, attempt), sample_key=opts["sample_key"], output_key=out_key(project_id, "final.mp4"),
+                ctx=self._ctx(job, attempt), sample_key=opts["sample_key"], output_key=final_key,
                 analysis_json=json.dumps(analysis), plan_json=json.dumps(plan),
             )
 
-        self.dispatcher.run(project_id, {"score"}, build, _parse_reply, cancelled=cancelled, **self._share(project_id))
-        doc = next(j for j in self.state.jobs(project_id) if j.kind == "score").result["similarity"]
+        self.dispatcher.run(project_id, {"score"}, build, _parse_reply, cancelled=cancelled,
+                            select=lambda j: _version(j) == version, **self._share(project_id))
+        doc = next(j for j in self._jobs(project_id, {"score"}, version)).result["similarity"]
+        doc = dict(doc, plan_version=version)
         self.state.put_document(project_id, "similarity", doc)
         return doc
 
@@ -393,6 +475,11 @@ class Engine:
         if name not in OUTPUT_NAMES:
             raise InputError(f"no output named {name!r}; outputs are {', '.join(OUTPUT_NAMES)}")
         return out_key(project_id, name)
+
+
+def _version(job) -> int:
+    """The plan version a job renders (jobs made before versions existed belong to version 1)."""
+    return int((job.spec or {}).get("v", 1))
 
 
 def _parse_features(method: str, payload: bytes) -> dict:

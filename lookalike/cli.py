@@ -108,7 +108,8 @@ def cmd_remake(args) -> int:
     def run(c):
         p = c.remake(args.sample, subject=args.subject, out=out, on_progress=progress, keep_audio=args.keep_audio,
                      keep_video=args.keep_video, seed=args.seed, chunk_frames=args.chunk_frames,
-                     priority=args.priority, require=tuple(r for r in args.require.split(",") if r))
+                     priority=args.priority, require=tuple(r for r in args.require.split(",") if r),
+                     target=args.target or 0.0, max_rounds=args.max_rounds)
         sim = json.loads((out / "similarity.json").read_text())
         if not args.quiet:
             print(f"done: {out / 'final.mp4'} (project {p.id}); similarity overall "
@@ -285,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-frames", type=int, default=0, help="frames per render job (default 48)")
     p.add_argument("--priority", type=int, default=0, help="higher runs first when the farm is busy")
     p.add_argument("--require", default="", help="node capabilities the render needs, e.g. gpu,nvenc")
+    p.add_argument("--target", type=float, default=None, help="similarity to reach (0-100): fix the weakest scenes")
+    p.add_argument("--max-rounds", type=int, default=3, help="fix rounds at most when --target is given")
     p.add_argument("--quiet", action="store_true")
     farm_opts(p)
     p.set_defaults(fn=cmd_remake)
@@ -326,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", required=True, metavar="HOST:PORT")
     p.add_argument("--wait", action="store_true")
     p.set_defaults(fn=cmd_submit)
+
+    from lookalike import cli_plan
+
+    cli_plan.add_commands(sub)
 
     for name, fn, help_ in (("status", cmd_status, "show projects"), ("watch", cmd_watch, "follow a project"),
                             ("cancel", cmd_cancel, "cancel a project")):
