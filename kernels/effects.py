@@ -210,15 +210,16 @@ class GrainPool:
     (seed, k): a view, so adding grain is one pass over the picture. Two frames' grains are
     displaced copies of one white-noise strip, by a random offset of up to a frame, which is
     uncorrelated pixel by pixel (tested), so the grain is new every frame. uint8 pictures use the
-    strip rounded to whole code values and clipped to +-127 (3.45 sigma, the deviates' own limit,
-    stays inside that up to sigma = 0.14), stored with a bias of 128 so that one saturating
-    weighted add (img + biased - 128) gives exactly clip(img + noise, 0, 255).
+    strip rounded to whole code values, split into its positive and negative parts: a saturating
+    add of one then a saturating subtract of the other is exactly clip(img + noise, 0, 255)
+    (only one of the two is non-zero at any pixel), two of the cheapest passes there are.
     """
 
     frame_len: int
     sigma: float
     seed: int
-    biased: Any  # uint8, clip(round(255 sigma z), -127, 127) + 128
+    pos: Any  # uint8, max(round(255 sigma z), 0)
+    neg: Any  # uint8, max(-round(255 sigma z), 0)
     values: Any = None  # float32 sigma z, for float pictures only
 
 
@@ -226,8 +227,10 @@ def grain_pool(xp: Any, seed: int, frame_len: int, sigma: float, *, floats: bool
     """The noise strip for one (seed, sigma) and frame length (H * W * channels)."""
     s = number("grain.sigma", sigma, 0.0, 0.25)
     v = seeded.normal(xp, seeded.key(seed, "grain-pool"), 2 * frame_len) * xp.float32(s)
-    q = xp.clip(xp.floor(v * xp.float32(255.0) + xp.float32(0.5)), -127, 127)
-    return GrainPool(frame_len, s, seed, (q + 128).astype(xp.uint8), v if floats else None)
+    q = xp.clip(xp.floor(v * xp.float32(255.0) + xp.float32(0.5)), -255, 255)
+    pos = xp.maximum(q, 0).astype(xp.uint8)
+    neg = xp.maximum(-q, 0).astype(xp.uint8)
+    return GrainPool(frame_len, s, seed, pos, neg, v if floats else None)
 
 
 def grain_offset(seed: int, frame: int, frame_len: int) -> int:
@@ -262,15 +265,18 @@ def film_grain(
     o = grain_offset(seed, frame, n)
     shape = (h, w, 1) if mono else (h, w, 3)
     if not floats:
-        biased = pool.biased[o : o + n].reshape(shape)
+        pos = pool.pos[o : o + n].reshape(shape)
+        neg = pool.neg[o : o + n].reshape(shape)
         if xp is np:
             import cv2
 
             if mono:
-                biased = np.repeat(biased, 3, axis=2)
-            # Whole numbers in float32: the sum is exact and the saturation is the clip.
-            return cv2.addWeighted(np.ascontiguousarray(img), 1.0, biased, 1.0, -128.0)
-        return xp.clip(img.astype(xp.int16) + biased.astype(xp.int16) - 128, 0, 255).astype(xp.uint8)
+                pos, neg = np.repeat(pos, 3, axis=2), np.repeat(neg, 3, axis=2)
+            out = cv2.add(np.ascontiguousarray(img), pos)
+            return cv2.subtract(out, neg, dst=out)
+        return xp.clip(img.astype(xp.int16) + pos.astype(xp.int16) - neg.astype(xp.int16), 0, 255).astype(
+            xp.uint8
+        )
     noise = pool.values[o : o + n].reshape(shape)
     return xp.clip(to_float(img) + noise, 0.0, 1.0).astype(xp.float32)
 
