@@ -212,7 +212,7 @@ def analyze_range(
         # (OpenCV's area filter is the same box mean at an integer factor, and far faster than numpy's).
         h2, w2 = rgb.shape[0] // 2, rgb.shape[1] // 2
         f = cv2.resize(kf.to_float(rgb[: 2 * h2, : 2 * w2]), (w2, h2), interpolation=cv2.INTER_AREA)
-        hsv = kf.rgb_to_hsv(f)
+        hsv = cv2.cvtColor(f, cv2.COLOR_RGB2HSV)  # = kf.rgb_to_hsv (H in degrees), 16x faster
         hist = kf.hsv_histogram(hsv)
         grey = None if shots_only else kf.luma(f)
         if index >= start:
