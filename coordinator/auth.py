@@ -30,7 +30,7 @@ from pathlib import Path
 
 import grpc
 
-from lookalike.errors import ConfigError, InputError, LookalikeError, NotFoundError
+from lookalike.errors import AuthError, ConfigError, InputError, LimitError, LookalikeError, NotFoundError  # noqa: F401
 from lookalike.grpcutil import bearer_token, deny, tokens_equal
 
 DEFAULT_TENANT = "default"
@@ -41,17 +41,7 @@ PUBLIC_SERVICE = "lookalike.v1.Coordinator"
 NODE_SERVICES = ("lookalike.v1.NodeRegistry", "lookalike.v1.Node")
 
 
-class AuthError(LookalikeError):
-    """A call without a valid token (gRPC UNAUTHENTICATED; exit 3 like any configuration error)."""
-
-    exit_code = 3
-    grpc_code = "UNAUTHENTICATED"
-
-
-class LimitError(InputError):
-    """A tenant past a rate or size limit (gRPC RESOURCE_EXHAUSTED)."""
-
-    grpc_code = "RESOURCE_EXHAUSTED"
+# AuthError and LimitError live in the one error tree (lookalike.errors); re-exported here.
 
 
 # -- tokens ------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ class Engine:
         self._cancel: dict[str, threading.Event] = {}
         self._watch: dict[str, Watch] = {}
         self._stage_marks: dict[str, list[tuple[str, float]]] = {}
+        self._overrides: dict[str, dict] = {}
         self._lock = threading.Lock()
 
     # -- progress -----------------------------------------------------------------------------
@@ -96,11 +97,17 @@ class Engine:
         self.start(project.id)
         return project
 
-    def start(self, project_id: str) -> None:
+    def start(self, project_id: str, overrides: dict | None = None) -> None:
+        """Run (or resume) a project's pipeline; `overrides` change options for this run only."""
         with self._lock:
+            self._overrides[project_id] = dict(overrides or {})
             t = self._threads.get(project_id)
             if t is not None and t.is_alive():
                 return
+            # Before the call that asked for the work returns: a watcher that starts now must see the
+            # project as under way, not as the finished project it was.
+            if self.state.get_project(project_id).state.value in ("done", "failed"):
+                self.state.set_project_state(project_id, "planned", stage="queued", progress=0.0)
             self._cancel[project_id] = threading.Event()
             t = threading.Thread(target=self._run, args=(project_id,), name=f"project-{project_id[:8]}", daemon=True)
             self._threads[project_id] = t
@@ -164,9 +171,10 @@ class Engine:
         cancelled = self._cancel[project_id]
         try:
             p = self.state.get_project(project_id)
-            opts = p.options
+            opts = {**p.options, **self._overrides.get(project_id, {})}
             analysis = self._analyze(project_id, opts, cancelled)
             version, plan = self._current_plan(project_id, analysis, opts)
+            first_version = version  # the plan as the user left it; fix rounds add versions after it
             target = opts.get("target")
             rounds_left = int(opts.get("max_rounds") or 0)
             while True:
@@ -192,7 +200,7 @@ class Engine:
                 rounds_left -= 1
                 self.emit(project_id, "fixing", message=f"score {overall:.1f} < target {float(target):.1f}: "
                           f"{len(ops)} changes, round {new_plan['edit']['round']}")
-            best_version, plan, similarity = self._best(project_id, version, plan, similarity)
+            best_version, plan, similarity = self._best(project_id, first_version, version, plan, similarity)
             self.store.copy(self._final_key(project_id, best_version), out_key(project_id, "final.mp4"))
             self._write_outputs(project_id, analysis, plan, similarity)
             self.state.set_project_state(project_id, "done", stage="done", progress=1.0)
@@ -216,13 +224,16 @@ class Engine:
             return self.state.put_document(project_id, "plan", plan), plan
         return max(versions), self.state.get_document(project_id, "plan", max(versions))
 
-    def _best(self, project_id: str, version: int, plan: dict, similarity: dict) -> tuple[int, dict, dict]:
-        """The plan version with the highest overall score among those scored (the latest on a tie)."""
+    def _best(self, project_id: str, first: int, version: int, plan: dict, similarity: dict) -> tuple[int, dict, dict]:
+        """Among the fix rounds of this run (versions first..version), the one with the highest overall
+        score (the latest on a tie). A user's own edit is never undone for a better score."""
         best = (similarity.get("overall") or -1.0, version, plan, similarity)
         for j in self._jobs(project_id, {"score"}):
             if j.state != "succeeded":
                 continue
             v = _version(j)
+            if not first <= v < version:
+                continue
             sim = j.result["similarity"]
             if (sim.get("overall") or -1.0) > best[0]:
                 best = (sim["overall"], v, self.state.get_document(project_id, "plan", v), sim)

@@ -280,11 +280,19 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         return coordinator_pb2.SceneStatusReply(scenes=out)
 
     def GenerateScenes(self, request, context):
+        """Render the latest plan: only the scenes an edit changed render again; with a target, the fix
+        loop runs after it."""
+        p = self._project(request.project_id, context)
+        if not 0 <= request.target <= 100 or not 0 <= request.max_rounds <= 20:
+            raise InputError("target is a similarity between 0 and 100 and max_rounds between 0 and 20")
+        overrides = {"target": request.target, "max_rounds": request.max_rounds} if request.target else {}
+        self.engine.start(p.id, overrides)
+        return _project_msg(self.state.get_project(p.id))
+
+    def ProcessAudio(self, request, context):
         p = self._project(request.project_id, context)
         self.engine.start(p.id)
         return _project_msg(self.state.get_project(p.id))
-
-    ProcessAudio = GenerateScenes
 
     def AssembleFinal(self, request, context):
         p = self._project(request.project_id, context)
@@ -297,14 +305,46 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     GetSimilarityReport = ValidateSimilarity
 
     def ChatPlan(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "plan chat is not available in this version: edit plan.json and "
-                      "send it with UpdateScenes")
+        """A request in words becomes typed plan operations (an LLM with tool calling when a key is
+        configured, else the offline parser), applied as a new plan version. GenerateScenes then
+        re-renders only the scenes the edit touched."""
+        from lookalike.coordinator import chat, plan_history, plan_ops
+
+        p = self._project(request.project_id, context)
+        message = (request.message or "").strip()
+        if not message or len(message) > 4000 or "\x00" in message:
+            raise InputError("a chat request is 1 to 4000 characters of text, e.g. 'make scene 3 warmer'")
+        history = plan_history.StoreHistory(self.state, p.id)
+        if not history.versions():
+            raise NotFoundError(f"project {p.id} has no plan yet (state: {p.state.value})")
+        provider = chat.provider_from_keys(anthropic_api_key=self.settings.anthropic_api_key,
+                                           openai_api_key=self.settings.openai_api_key)
+        ops = chat.propose(history.get(), message, provider=provider)
+        history.edit(ops, request=message)
+        return coordinator_pb2.ChatPlanReply(operations_json=plan_ops.ops_to_json(ops), plan=self._doc(p.id, "plan", context))
 
     def GenerateVoiceover(self, request, context):
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "voice-over is not available in this version")
 
     def ApplyEffects(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "effects are not available in this version")
+        """Effects on scenes, as plan operations: [{"effect": "film_grain", "strength": 0.4, "scene": 2}]
+        (no "scene": every scene). The project then re-renders the scenes that changed."""
+        from lookalike.coordinator import plan_history, plan_ops
+
+        p = self._project(request.project_id, context)
+        try:
+            items = json.loads(request.effects_json or "[]")
+        except json.JSONDecodeError as exc:
+            raise InputError(f"effects_json is not valid JSON: {exc}") from None
+        if not isinstance(items, list) or not all(isinstance(i, dict) and "effect" in i for i in items) or not items:
+            raise InputError('effects_json is a list like [{"effect": "film_grain", "strength": 0.4, "scene": 2}]')
+        ops = [plan_ops.op_from_dict(dict(i, op="set_effect")) for i in items]
+        history = plan_history.StoreHistory(self.state, p.id)
+        if not history.versions():
+            raise NotFoundError(f"project {p.id} has no plan yet (state: {p.state.value})")
+        history.edit(ops, request="ApplyEffects")
+        self.engine.start(p.id)
+        return _project_msg(self.state.get_project(p.id))
 
     def AddTransitions(self, request, context):
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "transitions other than the sample's cuts are not available yet")

@@ -1,10 +1,12 @@
 """Lookalike: remake a sample video with the same rhythm, camera, colour and sound."""
 
 from lookalike.errors import (
+    AuthError,
     CancelledError,
     ConfigError,
     InputError,
     JobError,
+    LimitError,
     LookalikeError,
     NotFoundError,
     ProviderError,
@@ -14,6 +16,8 @@ from lookalike.errors import (
 
 __version__ = "0.1.0"
 __all__ = [
+    "AuthError",
+    "LimitError",
     "CancelledError",
     "ConfigError",
     "InputError",

@@ -330,9 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true")
     p.set_defaults(fn=cmd_submit)
 
-    from lookalike import cli_plan
+    from lookalike import cli_edit, cli_plan
 
     cli_plan.add_commands(sub)
+    cli_edit.add_commands(sub)
 
     for name, fn, help_ in (("status", cmd_status, "show projects"), ("watch", cmd_watch, "follow a project"),
                             ("cancel", cmd_cancel, "cancel a project")):

@@ -2,8 +2,10 @@
 
     LookalikeError                 exit 1, gRPC INTERNAL
     ├── InputError                 exit 2, INVALID_ARGUMENT   bad media, bad request, bad option
-    │   └── NotFoundError          exit 2, NOT_FOUND          a project, file or segment that does not exist
+    │   ├── NotFoundError          exit 2, NOT_FOUND          a project, file or segment that does not exist
+    │   └── LimitError             exit 2, RESOURCE_EXHAUSTED past a size or rate limit
     ├── ConfigError                exit 3, FAILED_PRECONDITION a setting or address that cannot work
+    ├── AuthError                  exit 3, UNAUTHENTICATED    no token, or a wrong one
     ├── ProviderError              exit 4, UNAVAILABLE (transient) / FAILED_PRECONDITION (permanent)
     ├── JobError                   exit 5, ABORTED            a job that failed past its retries
     ├── StoreError                 exit 6, UNAVAILABLE        the segment store or the state store failed
@@ -41,6 +43,19 @@ class InputError(LookalikeError):
 
 class NotFoundError(InputError):
     grpc_code = "NOT_FOUND"
+
+
+class LimitError(InputError):
+    """A tenant past a rate or size limit."""
+
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class AuthError(LookalikeError):
+    """A call without a valid token (exit 3 like any configuration error)."""
+
+    exit_code = 3
+    grpc_code = "UNAUTHENTICATED"
 
 
 class ConfigError(LookalikeError):
@@ -90,6 +105,8 @@ _BY_GRPC = {
     "UNAVAILABLE": UnreachableError,
     "DEADLINE_EXCEEDED": UnreachableError,
     "CANCELLED": CancelledError,
+    "UNAUTHENTICATED": AuthError,
+    "RESOURCE_EXHAUSTED": LimitError,
 }
 
 

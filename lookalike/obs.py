@@ -22,7 +22,7 @@ RPCS = Counter("lookalike_rpc_total", "RPCs served", ["service", "method", "code
 
 
 JOB_KINDS = ("analyze_range", "analyze_audio", "analyze_merge", "render_range", "render_audio", "assemble", "score")
-FRAME_STAGES = ("analyze", "render", "encode", "grade", "assemble")
+FRAME_STAGES = ("analyze", "render", "encode", "grade", "effects", "assemble")
 
 
 def init_coordinator_metrics() -> None:

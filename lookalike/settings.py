@@ -48,6 +48,9 @@ class Settings:
     # Chaos testing: a node fails every job of these kinds (comma-separated), to exercise retries,
     # blocklisting and dead jobs on a real farm. Empty in production.
     fail_jobs: str = ""
+    # Plan chat through an LLM with tool calling; without a key the offline parser answers.
+    anthropic_api_key: str | None = None
+    openai_api_key: str | None = None
 
     @property
     def resolved_db_url(self) -> str:
@@ -92,6 +95,8 @@ class Settings:
         # The S3 keys have the names scripts already use.
         values.setdefault("s3_access_key", env.get("LOOKALIKE_S3_ACCESS_KEY"))
         values.setdefault("s3_secret_key", env.get("LOOKALIKE_S3_SECRET_KEY"))
+        values.setdefault("anthropic_api_key", env.get("ANTHROPIC_API_KEY"))
+        values.setdefault("openai_api_key", env.get("OPENAI_API_KEY"))
         return dataclasses.replace(base, **{k: v for k, v in values.items() if v is not None}).replace(
             **overrides
         )

@@ -558,6 +558,32 @@ class Pipeline:
         return self.render({k: frames[k] for k in range(lo, hi)}, len(frames), start, end)
 
 
+# The plan speaks of effects by name and a strength 0..1 (coordinator.plan_ops.SetEffect); these are
+# the parameters each strength stands for.
+_PLAN_EFFECTS: dict[str, Callable[[float], dict[str, Any]]] = {
+    "film_grain": lambda k: {"name": "grain", "sigma": round(0.08 * k, 4)},
+    "vignette": lambda k: {"name": "vignette", "strength": round(0.8 * k, 4)},
+    "lens_flare": lambda k: {"name": "lens_flare", "intensity": round(k, 4)},
+    "particles": lambda k: {"name": "particles", "count": max(1, int(400 * k)), "opacity": round(0.3 + 0.6 * k, 4)},
+    "depth_of_field": lambda k: {"name": "depth_of_field", "max_sigma": round(1.0 + 9.0 * k, 4)},
+    "motion_blur": lambda k: {"name": "motion_blur", "shutter": round(k, 4)},
+    "stabilization": lambda k: {"name": "stabilize", "radius": max(2, int(30 * k))},
+}
+
+
+def plan_effects_spec(effects: Sequence[Mapping[str, Any]], seed: int) -> dict[str, Any] | None:
+    """The effects spec for a plan scene's `effects` list ([{"name", "strength"}]); None when empty."""
+    out = []
+    for e in effects or []:
+        name, strength = e.get("name"), float(e.get("strength", 0.5))
+        if name not in _PLAN_EFFECTS:
+            raise InputError(f"the plan asks for effect {name!r}, which nodes do not know",
+                             hint=f"use one of {', '.join(sorted(_PLAN_EFFECTS))}")
+        if strength > 0:
+            out.append(_PLAN_EFFECTS[name](min(strength, 1.0)))
+    return {"schema": SPEC_SCHEMA, "seed": int(seed) & 0xFFFFFFFF, "effects": out} if out else None
+
+
 def load_spec(path: str | os.PathLike[str]) -> Pipeline:
     """Read an effects spec file (JSON) into a Pipeline; LUT paths resolve next to the spec."""
     p = Path(path)

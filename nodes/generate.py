@@ -89,6 +89,10 @@ def synth_subject(seed: int, size: int = 512) -> np.ndarray:
     return (out * 255.0 + 0.5).astype(np.uint8)
 
 
+MAX_SUBJECT_SIDE = 16384
+MAX_SUBJECT_PIXELS = 64_000_000
+
+
 def load_subject(path: str | Path) -> np.ndarray:
     """The user's subject picture as RGBA uint8 (pictures without alpha are fully opaque)."""
     from PIL import Image, UnidentifiedImageError
@@ -100,8 +104,18 @@ def load_subject(path: str | Path) -> np.ndarray:
         )
     try:
         with Image.open(p) as im:
+            # The header says the size: refuse a huge picture before decoding a single pixel of it.
+            w, h = im.size
+            if max(w, h) > MAX_SUBJECT_SIDE or w * h > MAX_SUBJECT_PIXELS:
+                raise InputError(
+                    f"subject image {p} is {w}x{h}; the limit is {MAX_SUBJECT_SIDE} px a side and "
+                    f"{MAX_SUBJECT_PIXELS // 1_000_000} Mpx",
+                    hint="scale the picture down (2048 px is plenty for a subject)",
+                )
             im.load()
             rgba = im.convert("RGBA")
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"subject image {p} is far too large to decode", hint="scale the picture down") from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise InputError(
             f"subject file is not a readable image: {p}",

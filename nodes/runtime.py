@@ -204,8 +204,34 @@ class NodeRuntime:
         else:
             renderer = self._renderer(scene, fmt, subject_key, seed, subject_seed)
             frames = (renderer.frame(i) for i in range(start, end))
+            effects = scene.get("effects")
+            if effects:
+                frames = self._with_effects(scene, effects, renderer, start, end, seed)
         return self.encode(frames, fmt, output_key, expected=end - start, t0=t0, stage="render",
                            should_stop=should_stop)
+
+    def _with_effects(self, scene: dict, effects: list, renderer, start: int, end: int, seed: int) -> list:
+        """The scene's effects over frames [start, end), reading the lead and trail frames that
+        temporal effects need from the same renderer, so ranges join without seams."""
+        from lookalike.nodes import edit
+
+        spec = edit.plan_effects_spec(effects, seed)
+        if spec is None:
+            return [renderer.frame(i) for i in range(start, end)]
+        pipe = edit.Pipeline.from_spec(spec)
+        s0, n = scene["start_frame"], scene["end_frame"] - scene["start_frame"]
+        lo, hi = pipe.source_range(start - s0, end - s0, n)
+        out = pipe.render({k: renderer.frame(s0 + k) for k in range(lo, hi)}, n, start - s0, end - s0)
+        FRAMES.labels("effects", self.node_id).inc(len(out))
+        return out
+
+    def apply_effects(self, input_key: str, spec: dict, start: int, end: int, fmt: Format, output_key: str) -> SegmentResult:
+        """Effects over output frames [start, end) of a stored video (the whole scene or video, so lead and
+        trail frames come from it), encoded as one segment."""
+        from lookalike.nodes import edit
+
+        frames = edit.effects_range(self.local(input_key), spec, start, end, size=(fmt.width, fmt.height))
+        return self.encode(frames, fmt, output_key, expected=end - start, stage="effects")
 
     def encode(
         self, frames: Iterable[np.ndarray], fmt: Format, output_key: str, *, expected: int | None, t0: float | None = None,

@@ -85,7 +85,20 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         )
 
     def ApplyEffects(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "effects are not available on this node version yet")
+        self._track(1)
+        try:
+            spec = _loads(request.effects_json, "effects")
+            start, end = request.range.start_frame, request.range.end_frame
+            if end <= start:
+                from lookalike.nodes import edit, media
+
+                n_src = media.probe(self.rt.local(request.input_key)).n_frames
+                start, end = 0, edit.Pipeline.from_spec(spec).n_out(n_src)
+            return _segment_reply(
+                self.rt.apply_effects(request.input_key, spec, start, end, _fmt(request.format), request.output_key)
+            )
+        finally:
+            self._track(-1)
 
     def Encode(self, request_iterator, context):
         import numpy as np

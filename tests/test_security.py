@@ -527,11 +527,6 @@ def test_hostile_files_and_names_are_refused_with_the_users_name(channel, clip, 
     assert not any("passwd" in p.name or "shadow" in p.name for p in farm.home.rglob("*"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nodes/generate.load_subject lets PIL's DecompressionBombError through "
-    "(the node answers INTERNAL); catch it there as InputError and this passes",
-)
 def test_a_decompression_bomb_subject_is_refused(channel, clip, tmp_path):
     from PIL import Image
 

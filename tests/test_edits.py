@@ -1,0 +1,107 @@
+"""Edits after a remake: ChatPlan and ApplyEffects change the plan, GenerateScenes re-renders only the
+scenes that changed, and the fix loop raises the score toward a target."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import numpy as np
+import pytest
+from farm import Farm, cli
+from synth import make_clip
+
+from lookalike.client import Client
+from lookalike.coordinator.state import open_state
+from lookalike.kernels.grade import rgb_to_lab
+from lookalike.nodes import media
+from lookalike.v1 import coordinator_pb2, coordinator_pb2_grpc
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory):
+    f = Farm(tmp_path_factory.mktemp("farm"), nodes=2)
+    yield f
+    f.close()
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    path = tmp_path_factory.mktemp("s") / "sample.mp4"
+    return path, make_clip(path, [(30, (230, 170, 90), 2.0), (30, (90, 130, 230), -2.0), (24, (200, 90, 200), 0.0)])
+
+
+def _frames(path):
+    return np.stack([f for _, _, f in media.iter_frames(str(path))])
+
+
+def _render_jobs(farm, project_id, version):
+    with open_state(f"sqlite:///{(farm.home / 'state.db').resolve()}") as st:
+        return [j for j in st.jobs(project_id) if j.kind == "render_range" and (j.spec or {}).get("v", 1) == version]
+
+
+def test_chat_edit_rerenders_only_the_scene_it_touches(tmp_path, farm, sample):
+    path, truth = sample
+    with Client(farm.address) as c, grpc.insecure_channel(farm.address) as ch:
+        p = c.remake(path, out=tmp_path / "v1", chunk_frames=10)
+        stub = coordinator_pb2_grpc.CoordinatorStub(ch)
+        reply = stub.ChatPlan(coordinator_pb2.ChatPlanRequest(project_id=p.id, message="make scene 2 warmer"))
+        ops = json.loads(reply.operations_json)
+        assert ops and all(op.get("scene") == 1 for op in ops)
+        assert reply.plan.version == 2
+        stub.GenerateScenes(coordinator_pb2.GenerateScenesRequest(project_id=p.id))
+        c.wait(p.id)
+        c.fetch_outputs(p.id, tmp_path / "v2")
+    new_jobs = _render_jobs(farm, p.id, 2)
+    assert new_jobs and {j.scene_index for j in new_jobs} == {1}
+    a, b = _frames(tmp_path / "v1" / "final.mp4"), _frames(tmp_path / "v2" / "final.mp4")
+    assert a.shape == b.shape
+    assert np.array_equal(a[:30], b[:30]) and np.array_equal(a[60:], b[60:])
+    warm = lambda x: float(np.asarray(rgb_to_lab(x.astype(np.float32) / 255))[..., 2].mean())  # noqa: E731
+    assert warm(b[30:60]) > warm(a[30:60]) + 1.0
+    plan = json.loads((tmp_path / "v2" / "plan.json").read_text())
+    assert plan["scenes"][1]["grade"]["temperature"] > json.loads((tmp_path / "v1" / "plan.json").read_text())["scenes"][1]["grade"]["temperature"]
+
+
+def test_apply_effects_rpc_adds_grain_to_one_scene(tmp_path, farm, sample):
+    path, _ = sample
+    with Client(farm.address) as c, grpc.insecure_channel(farm.address) as ch:
+        p = c.remake(path, out=tmp_path / "v1", chunk_frames=10)
+        stub = coordinator_pb2_grpc.CoordinatorStub(ch)
+        stub.ApplyEffects(coordinator_pb2.ProjectEffectsRequest(
+            project_id=p.id, effects_json=json.dumps([{"effect": "film_grain", "strength": 0.8, "scene": 2}])))
+        c.wait(p.id)
+        c.fetch_outputs(p.id, tmp_path / "v2")
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ApplyEffects(coordinator_pb2.ProjectEffectsRequest(project_id=p.id, effects_json='[{"effect": "warp"}]'))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    a, b = _frames(tmp_path / "v1" / "final.mp4"), _frames(tmp_path / "v2" / "final.mp4")
+    assert np.array_equal(a[:60], b[:60])
+    assert np.abs(a[60:].astype(int) - b[60:].astype(int)).mean() > 2.0
+    assert {j.scene_index for j in _render_jobs(farm, p.id, 2)} == {2}
+
+
+def test_fix_loop_raises_the_score_and_keeps_the_best_round(tmp_path, farm, sample):
+    """A plan edited far off the sample (scene 2 much too cold and dark) scores lower; GenerateScenes with a
+    target runs fix rounds whose suggestions pull it back, and the best round is what comes out."""
+    path, _ = sample
+    with Client(farm.address) as c, grpc.insecure_channel(farm.address) as ch:
+        p = c.remake(path, chunk_frames=10)
+        stub = coordinator_pb2_grpc.CoordinatorStub(ch)
+        plan = json.loads(stub.GetScenes(coordinator_pb2.ProjectRef(project_id=p.id)).json)
+        plan["scenes"][1]["grade"].update(temperature=-0.9, exposure=plan["scenes"][1]["grade"]["exposure"] - 1.5)
+        stub.UpdateScenes(coordinator_pb2.UpdateScenesRequest(project_id=p.id, plan_json=json.dumps(plan)))
+        stub.GenerateScenes(coordinator_pb2.GenerateScenesRequest(project_id=p.id, target=99.5, max_rounds=2))
+        c.wait(p.id)
+        c.fetch_outputs(p.id, tmp_path / "out")
+    with open_state(f"sqlite:///{(farm.home / 'state.db').resolve()}") as st:
+        scores = {(j.spec or {}).get("v", 1): j.result["similarity"]["overall"]
+                  for j in st.jobs(p.id) if j.kind == "score"}
+    edited = min(v for v in scores if v > 1)
+    fixed = {v: s for v, s in scores.items() if v > edited}
+    assert fixed, f"no fix round ran: {scores}"
+    assert max(fixed.values()) > scores[edited], scores
+    sim = json.loads((tmp_path / "out" / "similarity.json").read_text())
+    assert sim["overall"] == pytest.approx(max(s for v, s in scores.items() if v >= edited))
