@@ -46,9 +46,7 @@ def keyframe_index(scene: dict[str, Any]) -> int:
 
 def _keyframe_size(doc: dict[str, Any]) -> tuple[int, int]:
     src = doc["source"]
-    w, h = int(src["width"]), int(src["height"])
-    if int(src.get("rotation_deg", 0)) % 180:
-        w, h = h, w
+    w, h = int(src["width"]), int(src["height"])  # already the display orientation (media.probe)
     scale = min(1.0, KEYFRAME_LONG_SIDE / max(w, h))
     return max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
 
