@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond the Python venv, from Debian: prometheus (server and promtool,
-# for the monitoring tests) and espeak-ng (the local voice). Idempotent: installs only what is missing.
+# for the monitoring tests), espeak-ng (the local voice) and chromium (the report, tested in a real browser). Idempotent: installs only what is missing.
 set -euo pipefail
 
 missing=()
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 SUDO=""
@@ -21,4 +22,4 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheu
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
-command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v espeak-ng >/dev/null
+command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v espeak-ng >/dev/null && command -v chromium >/dev/null

@@ -55,6 +55,11 @@ def _settings(args) -> Settings:
         store_url=getattr(args, "store", None),
         ray_address=getattr(args, "ray_address", None),
         log_level=getattr(args, "log_level", None),
+        tokens_file=getattr(args, "tokens", None),
+        node_token=getattr(args, "node_token", None),
+        tls_cert=getattr(args, "tls_cert", None),
+        tls_key=getattr(args, "tls_key", None),
+        tls_ca=getattr(args, "tls_ca", None),
     )
 
 
@@ -82,12 +87,21 @@ def _check_out_dir(out: str) -> Path:
     return p
 
 
+def _connect(address: str, args):
+    """A Client for --cluster with --token/--ca (or LOOKALIKE_TOKEN / LOOKALIKE_TLS_CA)."""
+    from lookalike.client import Client
+
+    settings = Settings.from_env()
+    return Client(address, token=getattr(args, "token", None) or settings.token,
+                  ca=getattr(args, "ca", None) or settings.tls_ca, server_name=settings.tls_server_name)
+
+
 def _client_for(args, run):
     """Run `run(client)` against --cluster, or against an embedded farm started for the purpose."""
     from lookalike.client import Client
 
     if args.cluster:
-        with Client(args.cluster) as c:
+        with _connect(args.cluster, args) as c:
             return run(c)
     from lookalike.embedded import Embedded
     from lookalike.obs import configure_logging
@@ -181,14 +195,19 @@ def cmd_node(args) -> int:
     from lookalike.nodes.server import NodeProcess
     from lookalike.obs import configure_logging, serve_metrics
 
-    settings = Settings.from_env()
+    settings = Settings.from_env(node_token=args.node_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                 tls_ca=args.tls_ca)
     configure_logging(settings.log_level)
     n = NodeProcess(args.coordinator, listen=args.listen, advertise_host=args.advertise_host, slots=args.slots,
                     capabilities=tuple(args.capabilities.split(",")), s3_access_key=settings.s3_access_key,
-                    s3_secret_key=settings.s3_secret_key)
+                    s3_secret_key=settings.s3_secret_key, settings=settings)
     from lookalike.nodes.providers import ProviderSettings
 
     n.runtime.provider_settings = ProviderSettings.from_env()
+    from lookalike.nodes.score import ScoreConfig
+
+    n.runtime.score_config = ScoreConfig(lpips_weights=settings.lpips_weights, lpips_backbone=settings.lpips_backbone,
+                                         fid_weights=settings.fid_weights)
     if settings.fail_jobs:
         n.runtime.fail_kinds = frozenset(k for k in settings.fail_jobs.split(",") if k)
     metrics = serve_metrics(args.metrics_port, addr=args.listen.rsplit(":", 1)[0]) if args.metrics_port is not None else None
@@ -217,7 +236,7 @@ def cmd_submit(args) -> int:
             if i.get(k):
                 i[k] = str((base / i[k]).resolve()) if not os.path.isabs(i[k]) else i[k]
                 _check_input_file(i[k], k)
-    with Client(args.cluster) as c:
+    with _connect(args.cluster, args) as c:
         outs = [i.pop("out", None) for i in items]
         projects = c.submit_batch(items)
         for p in projects:
@@ -240,7 +259,7 @@ def cmd_submit(args) -> int:
 def cmd_status(args) -> int:
     from lookalike.client import Client
 
-    with Client(args.cluster) as c:
+    with _connect(args.cluster, args) as c:
         ps = [c.project(args.project)] if args.project else c.projects()
         for p in ps:
             print(json.dumps({"project_id": p.id, "name": p.name, "state": p.state, "stage": p.stage,
@@ -251,7 +270,7 @@ def cmd_status(args) -> int:
 def cmd_watch(args) -> int:
     from lookalike.client import Client
 
-    with Client(args.cluster) as c:
+    with _connect(args.cluster, args) as c:
         c.wait(args.project, Progress(False))
     return 0
 
@@ -259,10 +278,22 @@ def cmd_watch(args) -> int:
 def cmd_cancel(args) -> int:
     from lookalike.client import Client
 
-    with Client(args.cluster) as c:
+    with _connect(args.cluster, args) as c:
         p = c.cancel(args.project)
         print(json.dumps({"project_id": p.id, "state": p.state}))
     return 0
+
+
+def _security_flags(p) -> None:
+    p.add_argument("--node-token", help="the secret nodes and the coordinator share (LOOKALIKE_NODE_TOKEN)")
+    p.add_argument("--tls-cert", metavar="PEM", help="this server's certificate chain (LOOKALIKE_TLS_CERT)")
+    p.add_argument("--tls-key", metavar="PEM", help="this server's private key (LOOKALIKE_TLS_KEY)")
+    p.add_argument("--tls-ca", metavar="PEM", help="the CA that signed the other side's certificate (LOOKALIKE_TLS_CA)")
+
+
+def _client_flags(p) -> None:
+    p.add_argument("--token", help="API token (LOOKALIKE_TOKEN)")
+    p.add_argument("--ca", metavar="PEM", help="CA of the coordinator's TLS certificate (LOOKALIKE_TLS_CA)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def farm_opts(p, embedded=True):
         p.add_argument("--cluster", metavar="HOST:PORT", help="a running coordinator (default: an embedded farm)")
+        _client_flags(p)
         if embedded:
             p.add_argument("--home", help="embedded farm folder (default ./.lookalike)")
             p.add_argument("--nodes", type=int, default=None, help="embedded node processes (default 2)")
@@ -313,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home")
     p.add_argument("--ray-address", help="join a Ray cluster (default: a local Ray)")
     p.add_argument("--log-level", default=None)
+    p.add_argument("--tokens", metavar="FILE", help="'TOKEN TENANT' per line: every API call needs a token")
+    _security_flags(p)
     p.set_defaults(fn=cmd_coordinator)
 
     p = sub.add_parser("node", help="run a node")
@@ -322,12 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", type=int, default=1)
     p.add_argument("--capabilities", default="cpu")
     p.add_argument("--metrics-port", type=int, default=None)
+    _security_flags(p)
     p.set_defaults(fn=cmd_node)
 
     p = sub.add_parser("submit", help="submit a batch of remakes from a JSON manifest")
     p.add_argument("manifest")
     p.add_argument("--cluster", required=True, metavar="HOST:PORT")
     p.add_argument("--wait", action="store_true")
+    _client_flags(p)
     p.set_defaults(fn=cmd_submit)
 
     from lookalike import cli_edit, cli_plan
@@ -340,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.add_argument("project", nargs="?" if name == "status" else None)
         p.add_argument("--cluster", required=True, metavar="HOST:PORT")
+        _client_flags(p)
         p.set_defaults(fn=fn)
     return ap
 

@@ -48,6 +48,11 @@ class Settings:
     # Chaos testing: a node fails every job of these kinds (comma-separated), to exercise retries,
     # blocklisting and dead jobs on a real farm. Empty in production.
     fail_jobs: str = ""
+    # Learned similarity measures (local files; nothing is downloaded): LPIPS (lpips linear layers with or
+    # without the AlexNet backbone), FID/KID feature network (torch.export .pt2 or TorchScript).
+    lpips_weights: str | None = None
+    lpips_backbone: str | None = None
+    fid_weights: str | None = None
     # Plan chat through an LLM with tool calling; without a key the offline parser answers.
     anthropic_api_key: str | None = None
     openai_api_key: str | None = None

@@ -62,6 +62,8 @@ class NodeRuntime:
         self.fail_kinds = fail_kinds
         # Generation providers (Runway, Veo, ElevenLabs) as configured at node start-up; None: local only.
         self.provider_settings = provider_settings
+        # Where LPIPS/FID weights live (nodes.score.ScoreConfig); None: those measures are reported missing.
+        self.score_config = None
         self.node_id = node_id
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="lookalike-node-"))
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -338,7 +340,8 @@ class NodeRuntime:
     def score(self, sample_key: str, output_key: str, analysis_doc: dict, plan: dict) -> dict:
         from lookalike.nodes import score
 
-        return score.score(self.local(sample_key), self.local(output_key), analysis_doc, plan)
+        return score.score(self.local(sample_key), self.local(output_key), analysis_doc, plan,
+                           config=self.score_config)
 
 
 def media_info_dict(info) -> dict:
