@@ -11,6 +11,10 @@ $(BIN)/lookalike: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# PySceneDetect (the shot benchmark's peer) and RapidOCR (on-screen text) both declare the full
+	# opencv-python, which would shadow our headless OpenCV: install them without it.
+	$(BIN)/python -m pip install --quiet --no-deps 'scenedetect>=0.6' rapidocr_onnxruntime
+	$(BIN)/python -m pip install --quiet pyclipper shapely onnxruntime six click platformdirs tqdm
 	touch $(BIN)/lookalike
 
 .PHONY: setup system-deps remake test lint bench
