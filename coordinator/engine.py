@@ -307,10 +307,26 @@ class Engine:
 
         self.dispatcher.run(project_id, {"analyze_merge"}, build_merge, _parse_features, cancelled=cancelled, **self._share(project_id))
         merged = next(j for j in self.state.jobs(project_id) if j.kind == "analyze_merge").result["features"]
+        merged = self._vision(project_id, sample_key, merged, cancelled)
         merged["source"]["path"] = opts.get("sample_name") or merged["source"].get("path")
         self.state.put_document(project_id, "analysis", merged)
         self.state.set_project_state(project_id, "planned", stage="planned", progress=0.25)
         return merged
+
+    def _vision(self, project_id: str, sample_key: str, doc: dict, cancelled) -> dict:
+        """Faces, on-screen text and captions per scene, on a node (one job: a keyframe per scene)."""
+        if not any(j.kind == "analyze_vision" for j in self.state.jobs(project_id)):
+            self.state.add_jobs(project_id, [{"kind": "analyze_vision", "scene_index": -1, "start_frame": 0,
+                                              "end_frame": 0, "spec": {}, "max_attempts": self.settings.max_attempts}])
+        self.emit(project_id, "analyzing", message="faces, on-screen text and captions")
+
+        def build(job, attempt):
+            return "Analyze", node_pb2.AnalyzeRequest(ctx=self._ctx(job, attempt), sample_key=sample_key, vision=True,
+                                                      analysis_json=json.dumps(doc))
+
+        self.dispatcher.run(project_id, {"analyze_vision"}, build, _parse_features, cancelled=cancelled,
+                            **self._share(project_id))
+        return next(j for j in self.state.jobs(project_id) if j.kind == "analyze_vision").result["features"]
 
     def probe(self, key: str, *, check: str = "") -> dict:
         """Probe a stored file on some node (raises InputError for media that cannot be used)."""

@@ -24,6 +24,38 @@ def _prompt(scene: dict) -> str:
     return f"the subject, {motion} camera, palette {colours}".strip()
 
 
+def clean_trajectory(traj: list, *, max_step: float = 0.02, spread: float = 6.0) -> list:
+    """The measured camera path without its glitches: a frame-to-frame jump far outside the shot's own
+    motion (a fade, a flash, a frame the estimator lost) is replaced by the shot's typical step.
+
+    A remake follows the path literally, so a glitch would become a visible jump (and a false cut)."""
+    import numpy as np
+
+    t = np.asarray(traj, dtype=float).reshape(-1, 4)
+    if len(t) < 3:
+        return [[float(v) for v in r] for r in t]
+    work = t.copy()
+    work[:, 2] = np.log(np.clip(work[:, 2], 1e-3, None))  # zoom as log scale: steps add up
+    steps = np.diff(work, axis=0)
+    med = np.median(steps, axis=0)
+    dev = np.abs(steps - med)
+    mad = np.median(dev, axis=0) + 1e-6
+    limits = np.array([max_step, max_step, max_step, 2.0])  # x, y (frame fractions), log zoom, degrees
+    bad = np.any((dev > spread * mad) & (dev > limits), axis=1)
+    if not bad.any():
+        return [[float(v) for v in r] for r in t]
+    steps[bad] = med
+    work = np.vstack([work[:1], work[:1] + np.cumsum(steps, axis=0)])
+    work[:, 2] = np.exp(work[:, 2])
+    return [[round(float(v), 6) for v in r] for r in work]
+
+
+def _camera(scene: dict, n: int) -> dict:
+    cam = copy.deepcopy(scene.get("camera") or {"motion": "static"})
+    cam["trajectory"] = clean_trajectory(cam.get("trajectory") or [[0.0, 0.0, 1.0, 0.0]] * n)
+    return cam
+
+
 def make_plan(analysis: dict, *, seed: int = 0, provider: str = "local") -> dict:
     """The first plan of a project: every scene keeps the sample's duration, cut, camera and colour."""
     source = analysis["source"]
@@ -43,9 +75,7 @@ def make_plan(analysis: dict, *, seed: int = 0, provider: str = "local") -> dict
                 "start_s": s.get("start_s"),
                 "end_s": s.get("end_s"),
                 "transition_in": copy.deepcopy(s.get("transition_in", {"kind": "cut"})),
-                "camera": copy.deepcopy(
-                    s.get("camera", {"motion": "static", "trajectory": [[0.0, 0.0, 1.0, 0.0]] * n})
-                ),
+                "camera": _camera(s, n),
                 "palette": copy.deepcopy(s.get("palette", [])),
                 "grade": copy.deepcopy(s.get("grade", {})),
                 "prompt": _prompt(s),

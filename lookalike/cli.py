@@ -204,6 +204,11 @@ def cmd_node(args) -> int:
     from lookalike.nodes.providers import ProviderSettings
 
     n.runtime.provider_settings = ProviderSettings.from_env()
+    if settings.anthropic_api_key or settings.openai_api_key:
+        from lookalike.nodes import vision
+
+        n.runtime.captioner = (vision.AnthropicCaptioner(api_key=settings.anthropic_api_key)
+                               if settings.anthropic_api_key else vision.OpenAICaptioner(api_key=settings.openai_api_key))
     from lookalike.nodes.score import ScoreConfig
 
     n.runtime.score_config = ScoreConfig(lpips_weights=settings.lpips_weights, lpips_backbone=settings.lpips_backbone,

@@ -21,7 +21,7 @@ BYTES_STORED = Counter("lookalike_bytes_stored_total", "Bytes written to the seg
 RPCS = Counter("lookalike_rpc_total", "RPCs served", ["service", "method", "code"])
 
 
-JOB_KINDS = ("analyze_range", "analyze_audio", "analyze_merge", "render_range", "render_audio", "assemble", "score")
+JOB_KINDS = ("analyze_range", "analyze_audio", "analyze_merge", "analyze_vision", "render_range", "render_audio", "assemble", "score")
 FRAME_STAGES = ("analyze", "render", "encode", "grade", "effects", "assemble")
 
 

@@ -64,6 +64,8 @@ class NodeRuntime:
         self.provider_settings = provider_settings
         # Where LPIPS/FID weights live (nodes.score.ScoreConfig); None: those measures are reported missing.
         self.score_config = None
+        # A vision-language captioner (nodes.vision) when a key is configured; None: no captions.
+        self.captioner = None
         self.node_id = node_id
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="lookalike-node-"))
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +134,12 @@ class NodeRuntime:
         from lookalike.nodes import analysis
 
         return analysis.merge_ranges(self.local(sample_key), ranges, audio)
+
+    def analyze_vision(self, sample_key: str, doc: dict) -> dict:
+        """Faces, on-screen text and (with a configured captioner) a caption per scene."""
+        from lookalike.nodes import vision
+
+        return vision.analyze_vision(self.local(sample_key), doc, captioner=self.captioner)
 
     def decode(self, key: str, start: int, end: int, size: tuple[int, int] | None) -> Iterator[tuple[int, float, np.ndarray]]:
         from lookalike.nodes import media

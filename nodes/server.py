@@ -58,7 +58,9 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
     def Analyze(self, request, context):
         self._track(1)
         try:
-            if request.range_features_json:
+            if request.vision:
+                doc = self.rt.analyze_vision(request.sample_key, _loads(request.analysis_json, "analysis"))
+            elif request.range_features_json:
                 doc = self.rt.merge_analysis(
                     request.sample_key,
                     [_loads(t, "range features") for t in request.range_features_json],

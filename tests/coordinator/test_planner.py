@@ -1,3 +1,5 @@
+import pytest
+
 from lookalike.coordinator import planner
 
 
@@ -42,3 +44,19 @@ def test_analysis_ranges_split_evenly():
     assert planner.analysis_ranges(100, 4) == [(0, 100)]
     r = planner.analysis_ranges(1000, 3)
     assert r[0][0] == 0 and r[-1][1] == 1000 and all(a[1] == b[0] for a, b in zip(r, r[1:]))
+
+
+def test_camera_glitches_are_removed_but_real_motion_kept():
+    steady = [[0.004 * i, 0.0, 1.0 + 0.001 * i, 0.0] for i in range(40)]
+    glitched = [list(r) for r in steady]
+    for r in glitched[20:]:
+        r[0] += 0.15  # one lost frame: the path jumps by 15% of the frame
+        r[2] *= 1.3
+    clean = planner.clean_trajectory(glitched)
+    steps = [b[0] - a[0] for a, b in zip(clean, clean[1:])]
+    assert max(steps) < 0.01
+    assert clean[-1][0] == pytest.approx(steady[-1][0], abs=0.01)
+    assert clean[-1][2] == pytest.approx(steady[-1][2], rel=0.02)
+    assert planner.clean_trajectory(steady) == [[float(v) for v in r] for r in steady]
+    fast = [[0.05 * i, 0, 1, 0] for i in range(30)]  # a whip pan: large but steady steps stay
+    assert planner.clean_trajectory(fast)[-1][0] == pytest.approx(fast[-1][0])

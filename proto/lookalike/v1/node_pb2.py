@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from lookalike.v1 import common_pb2 as lookalike_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lookalike/v1/node.proto\x12\x0clookalike.v1\x1a\x19lookalike/v1/common.proto\"D\n\nJobContext\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nattempt_id\x18\x03 \x01(\t\"*\n\x0cProbeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63heck\x18\x02 \x01(\t\"\x1f\n\nProbeReply\x12\x11\n\tinfo_json\x18\x01 \x01(\t\"\xbd\x01\n\x0e\x41nalyzeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nsample_key\x18\x02 \x01(\t\x12\'\n\x05range\x18\x03 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12\r\n\x05\x61udio\x18\x04 \x01(\x08\x12\x1b\n\x13range_features_json\x18\x05 \x03(\t\x12\x1b\n\x13\x61udio_features_json\x18\x06 \x01(\t\"%\n\x0c\x41nalyzeReply\x12\x15\n\rfeatures_json\x18\x01 \x01(\t\"d\n\rDecodeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05range\x18\x02 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"Z\n\x0c\x44\x65\x63odedFrame\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05pts_s\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05rgb24\x18\x05 \x01(\x0c\"\x9b\x01\n\x0cGradeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tinput_key\x18\x02 \x01(\t\x12\x12\n\ngrade_json\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12)\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\"\xc8\x01\n\x0e\x45\x66\x66\x65\x63tsRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tinput_key\x18\x02 \x01(\t\x12\x14\n\x0c\x65\x66\x66\x65\x63ts_json\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12)\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\'\n\x05range\x18\x06 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\"\x82\x01\n\x0b\x45ncodeChunk\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\noutput_key\x18\x02 \x01(\t\x12)\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\r\n\x05rgb24\x18\x04 \x01(\x0c\"\x87\x01\n\x0cScoreRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nsample_key\x18\x02 \x01(\t\x12\x12\n\noutput_key\x18\x03 \x01(\t\x12\x15\n\ranalysis_json\x18\x04 \x01(\t\x12\x11\n\tplan_json\x18\x05 \x01(\t\"%\n\nScoreReply\x12\x17\n\x0fsimilarity_json\x18\x01 \x01(\t\"\x98\x02\n\x12RenderRangeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nscene_json\x18\x02 \x01(\t\x12\'\n\x05range\x18\x03 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12)\n\x06\x66ormat\x18\x04 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\x13\n\x0bsubject_key\x18\x05 \x01(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x12\n\noutput_key\x18\x07 \x01(\t\x12\x12\n\nsample_key\x18\x08 \x01(\t\x12\x12\n\nkeep_video\x18\t \x01(\x08\x12\x14\n\x0csubject_seed\x18\n \x01(\x03\"]\n\x0cSegmentReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08n_frames\x18\x02 \x01(\x05\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\"\xc3\x01\n\x12RenderAudioRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tplan_json\x18\x02 \x01(\t\x12\x15\n\ranalysis_json\x18\x03 \x01(\t\x12\x12\n\nsample_key\x18\x04 \x01(\t\x12\x12\n\nkeep_audio\x18\x05 \x01(\x08\x12\x12\n\noutput_key\x18\x06 \x01(\t\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12\x0c\n\x04seed\x18\x08 \x01(\x03\"Q\n\nAudioReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04lufs\x18\x02 \x01(\x01\x12\x14\n\x0ctrue_peak_db\x18\x03 \x01(\x01\x12\x12\n\nduration_s\x18\x04 \x01(\x01\"\x8e\x01\n\x0f\x41ssembleRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x14\n\x0csegment_keys\x18\x02 \x03(\t\x12\x11\n\taudio_key\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpected_frames\x18\x05 \x01(\x05\"P\n\rAssembleReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08n_frames\x18\x02 \x01(\x05\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x11\n\tinfo_json\x18\x04 \x01(\t2\xbc\x05\n\x04Node\x12=\n\x05Probe\x12\x1a.lookalike.v1.ProbeRequest\x1a\x18.lookalike.v1.ProbeReply\x12\x43\n\x07\x41nalyze\x12\x1c.lookalike.v1.AnalyzeRequest\x1a\x1a.lookalike.v1.AnalyzeReply\x12\x43\n\x06\x44\x65\x63ode\x12\x1b.lookalike.v1.DecodeRequest\x1a\x1a.lookalike.v1.DecodedFrame0\x01\x12?\n\x05Grade\x12\x1a.lookalike.v1.GradeRequest\x1a\x1a.lookalike.v1.SegmentReply\x12H\n\x0c\x41pplyEffects\x12\x1c.lookalike.v1.EffectsRequest\x1a\x1a.lookalike.v1.SegmentReply\x12\x41\n\x06\x45ncode\x12\x19.lookalike.v1.EncodeChunk\x1a\x1a.lookalike.v1.SegmentReply(\x01\x12=\n\x05Score\x12\x1a.lookalike.v1.ScoreRequest\x1a\x18.lookalike.v1.ScoreReply\x12K\n\x0bRenderRange\x12 .lookalike.v1.RenderRangeRequest\x1a\x1a.lookalike.v1.SegmentReply\x12I\n\x0bRenderAudio\x12 .lookalike.v1.RenderAudioRequest\x1a\x18.lookalike.v1.AudioReply\x12\x46\n\x08\x41ssemble\x12\x1d.lookalike.v1.AssembleRequest\x1a\x1b.lookalike.v1.AssembleReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lookalike/v1/node.proto\x12\x0clookalike.v1\x1a\x19lookalike/v1/common.proto\"D\n\nJobContext\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nattempt_id\x18\x03 \x01(\t\"*\n\x0cProbeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63heck\x18\x02 \x01(\t\"\x1f\n\nProbeReply\x12\x11\n\tinfo_json\x18\x01 \x01(\t\"\xe4\x01\n\x0e\x41nalyzeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nsample_key\x18\x02 \x01(\t\x12\'\n\x05range\x18\x03 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12\r\n\x05\x61udio\x18\x04 \x01(\x08\x12\x1b\n\x13range_features_json\x18\x05 \x03(\t\x12\x1b\n\x13\x61udio_features_json\x18\x06 \x01(\t\x12\x0e\n\x06vision\x18\x07 \x01(\x08\x12\x15\n\ranalysis_json\x18\x08 \x01(\t\"%\n\x0c\x41nalyzeReply\x12\x15\n\rfeatures_json\x18\x01 \x01(\t\"d\n\rDecodeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05range\x18\x02 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"Z\n\x0c\x44\x65\x63odedFrame\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05pts_s\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05rgb24\x18\x05 \x01(\x0c\"\x9b\x01\n\x0cGradeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tinput_key\x18\x02 \x01(\t\x12\x12\n\ngrade_json\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12)\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\"\xc8\x01\n\x0e\x45\x66\x66\x65\x63tsRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tinput_key\x18\x02 \x01(\t\x12\x14\n\x0c\x65\x66\x66\x65\x63ts_json\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12)\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\'\n\x05range\x18\x06 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\"\x82\x01\n\x0b\x45ncodeChunk\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\noutput_key\x18\x02 \x01(\t\x12)\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\r\n\x05rgb24\x18\x04 \x01(\x0c\"\x87\x01\n\x0cScoreRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nsample_key\x18\x02 \x01(\t\x12\x12\n\noutput_key\x18\x03 \x01(\t\x12\x15\n\ranalysis_json\x18\x04 \x01(\t\x12\x11\n\tplan_json\x18\x05 \x01(\t\"%\n\nScoreReply\x12\x17\n\x0fsimilarity_json\x18\x01 \x01(\t\"\x98\x02\n\x12RenderRangeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nscene_json\x18\x02 \x01(\t\x12\'\n\x05range\x18\x03 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12)\n\x06\x66ormat\x18\x04 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\x13\n\x0bsubject_key\x18\x05 \x01(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x12\n\noutput_key\x18\x07 \x01(\t\x12\x12\n\nsample_key\x18\x08 \x01(\t\x12\x12\n\nkeep_video\x18\t \x01(\x08\x12\x14\n\x0csubject_seed\x18\n \x01(\x03\"]\n\x0cSegmentReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08n_frames\x18\x02 \x01(\x05\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\"\xc3\x01\n\x12RenderAudioRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tplan_json\x18\x02 \x01(\t\x12\x15\n\ranalysis_json\x18\x03 \x01(\t\x12\x12\n\nsample_key\x18\x04 \x01(\t\x12\x12\n\nkeep_audio\x18\x05 \x01(\x08\x12\x12\n\noutput_key\x18\x06 \x01(\t\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12\x0c\n\x04seed\x18\x08 \x01(\x03\"Q\n\nAudioReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04lufs\x18\x02 \x01(\x01\x12\x14\n\x0ctrue_peak_db\x18\x03 \x01(\x01\x12\x12\n\nduration_s\x18\x04 \x01(\x01\"\x8e\x01\n\x0f\x41ssembleRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x14\n\x0csegment_keys\x18\x02 \x03(\t\x12\x11\n\taudio_key\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpected_frames\x18\x05 \x01(\x05\"P\n\rAssembleReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08n_frames\x18\x02 \x01(\x05\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x11\n\tinfo_json\x18\x04 \x01(\t2\xbc\x05\n\x04Node\x12=\n\x05Probe\x12\x1a.lookalike.v1.ProbeRequest\x1a\x18.lookalike.v1.ProbeReply\x12\x43\n\x07\x41nalyze\x12\x1c.lookalike.v1.AnalyzeRequest\x1a\x1a.lookalike.v1.AnalyzeReply\x12\x43\n\x06\x44\x65\x63ode\x12\x1b.lookalike.v1.DecodeRequest\x1a\x1a.lookalike.v1.DecodedFrame0\x01\x12?\n\x05Grade\x12\x1a.lookalike.v1.GradeRequest\x1a\x1a.lookalike.v1.SegmentReply\x12H\n\x0c\x41pplyEffects\x12\x1c.lookalike.v1.EffectsRequest\x1a\x1a.lookalike.v1.SegmentReply\x12\x41\n\x06\x45ncode\x12\x19.lookalike.v1.EncodeChunk\x1a\x1a.lookalike.v1.SegmentReply(\x01\x12=\n\x05Score\x12\x1a.lookalike.v1.ScoreRequest\x1a\x18.lookalike.v1.ScoreReply\x12K\n\x0bRenderRange\x12 .lookalike.v1.RenderRangeRequest\x1a\x1a.lookalike.v1.SegmentReply\x12I\n\x0bRenderAudio\x12 .lookalike.v1.RenderAudioRequest\x1a\x18.lookalike.v1.AudioReply\x12\x46\n\x08\x41ssemble\x12\x1d.lookalike.v1.AssembleRequest\x1a\x1b.lookalike.v1.AssembleReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,35 +39,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROBEREPLY']._serialized_start=182
   _globals['_PROBEREPLY']._serialized_end=213
   _globals['_ANALYZEREQUEST']._serialized_start=216
-  _globals['_ANALYZEREQUEST']._serialized_end=405
-  _globals['_ANALYZEREPLY']._serialized_start=407
-  _globals['_ANALYZEREPLY']._serialized_end=444
-  _globals['_DECODEREQUEST']._serialized_start=446
-  _globals['_DECODEREQUEST']._serialized_end=546
-  _globals['_DECODEDFRAME']._serialized_start=548
-  _globals['_DECODEDFRAME']._serialized_end=638
-  _globals['_GRADEREQUEST']._serialized_start=641
-  _globals['_GRADEREQUEST']._serialized_end=796
-  _globals['_EFFECTSREQUEST']._serialized_start=799
-  _globals['_EFFECTSREQUEST']._serialized_end=999
-  _globals['_ENCODECHUNK']._serialized_start=1002
-  _globals['_ENCODECHUNK']._serialized_end=1132
-  _globals['_SCOREREQUEST']._serialized_start=1135
-  _globals['_SCOREREQUEST']._serialized_end=1270
-  _globals['_SCOREREPLY']._serialized_start=1272
-  _globals['_SCOREREPLY']._serialized_end=1309
-  _globals['_RENDERRANGEREQUEST']._serialized_start=1312
-  _globals['_RENDERRANGEREQUEST']._serialized_end=1592
-  _globals['_SEGMENTREPLY']._serialized_start=1594
-  _globals['_SEGMENTREPLY']._serialized_end=1687
-  _globals['_RENDERAUDIOREQUEST']._serialized_start=1690
-  _globals['_RENDERAUDIOREQUEST']._serialized_end=1885
-  _globals['_AUDIOREPLY']._serialized_start=1887
-  _globals['_AUDIOREPLY']._serialized_end=1968
-  _globals['_ASSEMBLEREQUEST']._serialized_start=1971
-  _globals['_ASSEMBLEREQUEST']._serialized_end=2113
-  _globals['_ASSEMBLEREPLY']._serialized_start=2115
-  _globals['_ASSEMBLEREPLY']._serialized_end=2195
-  _globals['_NODE']._serialized_start=2198
-  _globals['_NODE']._serialized_end=2898
+  _globals['_ANALYZEREQUEST']._serialized_end=444
+  _globals['_ANALYZEREPLY']._serialized_start=446
+  _globals['_ANALYZEREPLY']._serialized_end=483
+  _globals['_DECODEREQUEST']._serialized_start=485
+  _globals['_DECODEREQUEST']._serialized_end=585
+  _globals['_DECODEDFRAME']._serialized_start=587
+  _globals['_DECODEDFRAME']._serialized_end=677
+  _globals['_GRADEREQUEST']._serialized_start=680
+  _globals['_GRADEREQUEST']._serialized_end=835
+  _globals['_EFFECTSREQUEST']._serialized_start=838
+  _globals['_EFFECTSREQUEST']._serialized_end=1038
+  _globals['_ENCODECHUNK']._serialized_start=1041
+  _globals['_ENCODECHUNK']._serialized_end=1171
+  _globals['_SCOREREQUEST']._serialized_start=1174
+  _globals['_SCOREREQUEST']._serialized_end=1309
+  _globals['_SCOREREPLY']._serialized_start=1311
+  _globals['_SCOREREPLY']._serialized_end=1348
+  _globals['_RENDERRANGEREQUEST']._serialized_start=1351
+  _globals['_RENDERRANGEREQUEST']._serialized_end=1631
+  _globals['_SEGMENTREPLY']._serialized_start=1633
+  _globals['_SEGMENTREPLY']._serialized_end=1726
+  _globals['_RENDERAUDIOREQUEST']._serialized_start=1729
+  _globals['_RENDERAUDIOREQUEST']._serialized_end=1924
+  _globals['_AUDIOREPLY']._serialized_start=1926
+  _globals['_AUDIOREPLY']._serialized_end=2007
+  _globals['_ASSEMBLEREQUEST']._serialized_start=2010
+  _globals['_ASSEMBLEREQUEST']._serialized_end=2152
+  _globals['_ASSEMBLEREPLY']._serialized_start=2154
+  _globals['_ASSEMBLEREPLY']._serialized_end=2234
+  _globals['_NODE']._serialized_start=2237
+  _globals['_NODE']._serialized_end=2937
 # @@protoc_insertion_point(module_scope)
