@@ -10,7 +10,10 @@ PYTEST_ARGS ?=
 $(BIN)/lookalike: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# torch first, from this machine's local wheels (a CUDA build that runs on the CPU), so that the
+	# ranges of the `ml` extra find it satisfied and pull nothing else (LPIPS/FID paths need it).
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -e '.[dev,ml]'
 	# PySceneDetect (the shot benchmark's peer) and RapidOCR (on-screen text) both declare the full
 	# opencv-python, which would shadow our headless OpenCV: install them without it.
 	$(BIN)/python -m pip install --quiet --no-deps 'scenedetect>=0.6' rapidocr_onnxruntime
