@@ -1,0 +1,274 @@
+"""Delivery formats: the final MP4 re-encoded (or remuxed) to MP4 H.264/H.265 or WebM VP9/AV1.
+
+One call per format: `export(final_mp4, out, container=..., codec=...)`. Sizes: `resolution` names
+the short side (720p: 720 px, 1080p, 4k: 2160, source/None: the final's own size) and `aspect`
+crops the centre of the frame to 9:16, 16:9 or 1:1 first, so a vertical 9:16 at 1080p is 1080x1920.
+Every size is rounded to even numbers (4:2:0 chroma needs them).
+
+The video is stream-copied (remuxed, no generation loss) when the container is MP4, the codec is the
+final's and the size does not change; otherwise it is decoded, cropped and scaled in one FFmpeg filter
+graph and encoded. Audio is AAC in MP4 (copied when it already is) and Opus in WebM. Every frame keeps
+its timestamp, so the frame count and the duration are the final's: `export` checks both and raises
+JobError when the encoder dropped or added frames. MP4s get `+faststart` (the index first, so a
+browser plays while downloading). Files appear atomically.
+
+Encoders are the ones in PyAV's wheel: libx264, libx265 (tagged hvc1, which Apple players require),
+libvpx-vp9 and libsvtav1 (the wheel has no libaom-av1; SVT-AV1 at a high preset is also the fast one).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+from lookalike.nodes.media import MediaInfo, probe
+
+from lookalike.errors import InputError, JobError
+
+__all__ = ["ASPECTS", "CODECS", "CONTAINERS", "RESOLUTIONS", "export", "output_size"]
+
+RESOLUTIONS = {"720p": 720, "1080p": 1080, "4k": 2160}
+"""Short side in pixels per named resolution; "source" (or None) keeps the final's size."""
+
+ASPECTS = {"9:16": (9, 16), "16:9": (16, 9), "1:1": (1, 1)}
+
+
+@dataclass(frozen=True)
+class _Codec:
+    encoder: str
+    decoder_names: tuple[str, ...]  # what probe reports for a stream of this codec
+    crf: int
+    options: dict[str, str]
+    tag: str | None = None
+
+
+CODECS = {
+    "h264": _Codec("libx264", ("h264",), 20, {"preset": "medium"}),
+    "h265": _Codec("libx265", ("hevc",), 24, {"preset": "fast", "x265-params": "log-level=error"}, "hvc1"),
+    "vp9": _Codec("libvpx-vp9", ("vp9",), 32, {"b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"}),
+    "av1": _Codec("libsvtav1", ("av1",), 35, {"preset": "10"}),
+}
+"""Codec name -> encoder and defaults. Aliases: libx264, hevc/libx265, libvpx-vp9, libsvtav1."""
+
+CONTAINERS = {"mp4": ("h264", "h265"), "webm": ("vp9", "av1")}
+"""Container -> the codecs it takes here (MP4: AAC audio; WebM: Opus audio)."""
+
+_ALIASES = {"libx264": "h264", "avc": "h264", "hevc": "h265", "libx265": "h265", "libvpx-vp9": "vp9"}
+_ALIASES |= {"libsvtav1": "av1", "libaom-av1": "av1"}
+_AUDIO = {"mp4": ("aac", 192000), "webm": ("libopus", 128000)}
+
+
+def _even(x: float) -> int:
+    return max(2, int(round(x / 2)) * 2)
+
+
+def output_size(
+    width: int, height: int, resolution: str | None, aspect: str | None
+) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+    """((crop_w, crop_h, crop_x, crop_y), (out_w, out_h)) for a width x height source.
+
+    The crop is the largest centred window of `aspect` (the whole frame when None); the output scales
+    that window so its short side is the resolution's (unchanged for "source"/None), both even.
+    """
+    if resolution is not None and resolution != "source" and resolution not in RESOLUTIONS:
+        raise InputError(
+            f"resolution {resolution!r} is not one this exporter makes",
+            hint=f"use one of source, {', '.join(RESOLUTIONS)}",
+        )
+    if aspect is not None and aspect not in ASPECTS:
+        raise InputError(
+            f"aspect {aspect!r} is not one this exporter makes", hint=f"use one of {', '.join(ASPECTS)}"
+        )
+    cw, ch = width, height
+    if aspect is not None:
+        aw, ah = ASPECTS[aspect]
+        if width * ah > height * aw:  # source is wider than the aspect: crop the sides
+            cw = min(width, _even(height * aw / ah))
+        else:
+            ch = min(height, _even(width * ah / aw))
+    cx, cy = (width - cw) // 2, (height - ch) // 2
+    if resolution in RESOLUTIONS:
+        short = RESOLUTIONS[resolution]
+        # With an aspect the output is that aspect exactly (1080p 9:16 is 1080x1920), not the crop's
+        # rounding of it; without one the short side scales and the long side follows.
+        rw, rh = ASPECTS[aspect] if aspect is not None else (cw, ch)
+        scale = short / min(rw, rh)
+        ow, oh = _even(rw * scale), _even(rh * scale)
+    else:
+        ow, oh = _even(cw) if cw % 2 else cw, _even(ch) if ch % 2 else ch
+    return (cw, ch, cx, cy), (ow, oh)
+
+
+def _codec(container: str, codec: str) -> str:
+    name = _ALIASES.get(codec.lower(), codec.lower())
+    if container not in CONTAINERS:
+        raise InputError(f"container {container!r} is not one this exporter writes", hint="use mp4 or webm")
+    if name not in CONTAINERS[container]:
+        raise InputError(
+            f"codec {codec!r} does not go in {container}",
+            hint=f"use one of {', '.join(CONTAINERS[container])} in {container}",
+        )
+    return name
+
+
+def export(
+    final_mp4: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    container: str = "mp4",
+    codec: str = "h264",
+    resolution: str | None = None,
+    aspect: str | None = None,
+    crf: int | None = None,
+) -> MediaInfo:
+    """Write `final_mp4` as `container`/`codec` at `resolution` and `aspect`; returns the output's probe.
+
+    `crf` None takes the codec's default (h264 20, h265 24, vp9 32, av1 35). Raises InputError for an
+    unknown container, codec, resolution or aspect (or an unreadable input) and JobError when the
+    output's frame count or duration differs from the input's.
+    """
+    name = _codec(container, codec)
+    spec = CODECS[name]
+    src = probe(final_mp4)
+    if not src.has_video:
+        raise InputError(
+            f"{Path(final_mp4).name} has no video stream to export", hint="assemble the final first"
+        )
+    if src.rotation_deg % 360:
+        raise InputError(
+            f"{Path(final_mp4).name} carries a display rotation of {src.rotation_deg} degrees",
+            hint="export from the assembled final (written upright), not from a phone clip",
+        )
+    crop, (ow, oh) = output_size(src.width, src.height, resolution, aspect)
+    out = Path(out_path)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.part")
+    copy_video = (
+        container == "mp4"
+        and src.video_codec in spec.decoder_names
+        and crop[:2] == (src.width, src.height)
+        and (ow, oh) == (src.width, src.height)
+        and crf is None
+    )
+    options = {"movflags": "+faststart"} if container == "mp4" else {}
+    try:
+        with (
+            av.open(str(final_mp4), metadata_errors="ignore") as ic,
+            av.open(str(tmp), "w", format=container, options=options) as oc,
+        ):
+            ivs = ic.streams.video[0]
+            ias = ic.streams.audio[0] if ic.streams.audio else None
+            if copy_video:
+                ovs = oc.add_stream_from_template(ivs)
+                if spec.tag:
+                    ovs.codec_tag = spec.tag
+                graph = None
+            else:
+                ovs, graph = _video_encoder(oc, ivs, spec, crf, crop, (ow, oh))
+            audio_codec, bitrate = _AUDIO[container]
+            copy_audio = ias is not None and container == "mp4" and ias.codec_context.name == "aac"
+            oas = None
+            if ias is not None:
+                if copy_audio:
+                    oas = oc.add_stream_from_template(ias)
+                else:
+                    oas = oc.add_stream(audio_codec, rate=48000, layout="stereo")
+                    oas.bit_rate = bitrate
+            streams = [s for s in (ivs, ias) if s is not None]
+            for packet in ic.demux(*streams):
+                if packet.stream is ivs:
+                    if copy_video:
+                        if packet.dts is not None:
+                            packet.stream = ovs
+                            oc.mux(packet)
+                        continue
+                    for frame in packet.decode():
+                        _encode_video(oc, ovs, graph, frame)
+                elif oas is not None:
+                    if copy_audio:
+                        if packet.dts is not None:
+                            packet.stream = oas
+                            oc.mux(packet)
+                        continue
+                    for frame in packet.decode():
+                        frame.pts = None  # the encoder's own resampler restamps from the sample count
+                        for p in oas.encode(frame):
+                            oc.mux(p)
+            if not copy_video:
+                _encode_video(oc, ovs, graph, None)
+            if oas is not None and not copy_audio:
+                for p in oas.encode(None):
+                    oc.mux(p)
+        os.replace(tmp, out)
+    except av.error.FFmpegError as exc:
+        raise JobError(
+            f"exporting {Path(final_mp4).name} to {out.name} ({container}/{name}) failed ({exc})",
+            hint="check the final plays, then export again",
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    info = probe(out)
+    frame_s = float(1 / src.fps) if src.fps else 0.05
+    if info.n_frames != src.n_frames or abs(info.duration_s - src.duration_s) > frame_s + 0.05:
+        out.unlink(missing_ok=True)
+        raise JobError(
+            f"{out.name} holds {info.n_frames} frames over {info.duration_s:.3f} s, but "
+            f"{Path(final_mp4).name} holds {src.n_frames} over {src.duration_s:.3f} s",
+            hint="export again; if it persists, try another codec",
+        )
+    return info
+
+
+def _video_encoder(
+    oc: av.container.OutputContainer,
+    ivs: av.video.stream.VideoStream,
+    spec: _Codec,
+    crf: int | None,
+    crop: tuple[int, int, int, int],
+    size: tuple[int, int],
+) -> tuple[av.video.stream.VideoStream, av.filter.Graph]:
+    rate = ivs.average_rate or ivs.guessed_rate or Fraction(24)
+    ovs = oc.add_stream(spec.encoder, rate=rate)
+    ovs.width, ovs.height = size
+    ovs.pix_fmt = "yuv420p"
+    tb = Fraction(ivs.time_base)
+    ovs.time_base = tb
+    ovs.codec_context.time_base = tb
+    ovs.options = {**spec.options, "crf": str(spec.crf if crf is None else crf)}
+    if spec.tag:
+        ovs.codec_tag = spec.tag
+    cw, ch, cx, cy = crop
+    graph = av.filter.Graph()
+    chain = [graph.add_buffer(template=ivs)]
+    if (cw, ch) != (ivs.codec_context.width, ivs.codec_context.height):
+        chain.append(graph.add("crop", f"{cw}:{ch}:{cx}:{cy}"))
+    chain.append(graph.add("scale", f"{size[0]}:{size[1]}:flags=lanczos"))
+    chain.append(graph.add("format", "yuv420p"))
+    chain.append(graph.add("buffersink"))
+    graph.link_nodes(*chain).configure()
+    return ovs, graph
+
+
+def _encode_video(
+    oc: av.container.OutputContainer,
+    ovs: av.video.stream.VideoStream,
+    graph: av.filter.Graph,
+    frame: av.VideoFrame | None,
+) -> None:
+    if frame is not None:
+        graph.push(frame)
+        while True:
+            try:
+                out = graph.pull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                break
+            out.pict_type = av.video.frame.PictureType.NONE
+            for p in ovs.encode(out):
+                oc.mux(p)
+        return
+    for p in ovs.encode(None):
+        oc.mux(p)
