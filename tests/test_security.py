@@ -455,11 +455,11 @@ def _bad_requests(tmp, clip_bytes, done_id):
             "MiB",
         ),
         (
-            "plan chat (not in this version)",
+            "plan chat with no words",
             "ChatPlan",
             coordinator_pb2.ChatPlanRequest(project_id=done_id),
-            C.UNIMPLEMENTED,
-            "UpdateScenes",
+            C.INVALID_ARGUMENT,
+            "chat request",
         ),
     ]
 
