@@ -198,14 +198,16 @@ class Client:
     def submit(self, sample: str | os.PathLike, *, subject: str | os.PathLike | None = None, name: str | None = None,
                keep_audio: bool = False, keep_video: bool = False, seed: int = 0, chunk_frames: int = 0,
                priority: int = 0, require: tuple[str, ...] = (), target: float = 0.0,
-               max_rounds: int = 0) -> Project:
+               max_rounds: int = 0, formats: tuple[str, ...] = (), resolution: str = "", aspect: str = "") -> Project:
         """Start a remake and return at once."""
         return Project._of(self._call(self._stub.Remake, self._request(
             sample, subject=subject, name=name, keep_audio=keep_audio, keep_video=keep_video, seed=seed,
-            chunk_frames=chunk_frames, priority=priority, require=require, target=target, max_rounds=max_rounds)))
+            chunk_frames=chunk_frames, priority=priority, require=require, target=target, max_rounds=max_rounds,
+            formats=formats, resolution=resolution, aspect=aspect)))
 
     def _request(self, sample, *, subject=None, name=None, keep_audio=False, keep_video=False, seed=0,
-                 chunk_frames=0, priority=0, require=(), target=0.0, max_rounds=0) -> coordinator_pb2.RemakeRequest:
+                 chunk_frames=0, priority=0, require=(), target=0.0, max_rounds=0, formats=(), resolution="",
+                 aspect="") -> coordinator_pb2.RemakeRequest:
         sample_id = self.upload(sample, "sample")
         subject_id = self.upload(subject, "subject") if subject else ""
         return coordinator_pb2.RemakeRequest(
@@ -213,7 +215,8 @@ class Client:
             priority=priority,
             options=coordinator_pb2.RemakeOptions(keep_audio=keep_audio, keep_video=keep_video, seed=seed,
                                                   chunk_frames=chunk_frames, require=list(require),
-                                                  target=target, max_rounds=max_rounds),
+                                                  target=target, max_rounds=max_rounds, formats=list(formats),
+                                                  resolution=resolution, aspect=aspect),
         )
 
     def submit_batch(self, items: list[dict]) -> list[Project]:

@@ -21,7 +21,16 @@ from lookalike.v1 import common_pb2, node_pb2
 
 log = get_logger("engine")
 
-OUTPUT_NAMES = ("final.mp4", "project.json", "analysis.json", "plan.json", "similarity.json", "report.html")
+OUTPUT_NAMES = ("final.mp4", "project.json", "analysis.json", "plan.json", "similarity.json", "report.html",
+                "timeline.otio")
+# Other formats a project can ask for; each lands as final.<container>.
+EXTRA_FORMATS = {"webm": "final.webm", "webm:vp9": "final.webm", "webm:av1": "final.webm", "mp4:h265": None}
+
+
+def output_names(options: dict) -> list[str]:
+    """The files a finished project offers for download."""
+    extra = sorted({EXTRA_FORMATS[f] for f in options.get("formats") or () if EXTRA_FORMATS.get(f)})
+    return [*OUTPUT_NAMES, *extra]
 STAGES = ("analyzing", "planned", "rendering", "assembling", "scoring", "done")
 
 
@@ -181,7 +190,7 @@ class Engine:
                 self._stage(project_id, "rendering", 0.3)
                 segments, audio_key = self._render(project_id, version, plan, analysis, opts, cancelled)
                 self._stage(project_id, "assembling", 0.8)
-                self._assemble(project_id, version, segments, audio_key, plan, cancelled)
+                self._assemble(project_id, version, segments, audio_key, plan, cancelled, opts)
                 self._stage(project_id, "scoring", 0.9)
                 similarity = self._score(project_id, version, opts, analysis, plan, cancelled)
                 overall = similarity.get("overall")
@@ -202,6 +211,8 @@ class Engine:
                           f"{len(ops)} changes, round {new_plan['edit']['round']}")
             best_version, plan, similarity = self._best(project_id, first_version, version, plan, similarity)
             self.store.copy(self._final_key(project_id, best_version), out_key(project_id, "final.mp4"))
+            for name, key in self._assembled(project_id, best_version).get("outputs", {}).items():
+                self.store.copy(key, out_key(project_id, name))
             self._write_outputs(project_id, analysis, plan, similarity)
             self.state.set_project_state(project_id, "done", stage="done", progress=1.0)
             self.emit(project_id, "done", 1, 1, state="done")
@@ -429,12 +440,15 @@ class Engine:
         audio = reused_audio or next(j for j in jobs if j.kind == "render_audio").result["key"]
         return segments, audio
 
+    def _assembled(self, project_id: str, version: int) -> dict:
+        return next(j for j in self._jobs(project_id, {"assemble"}, version) if j.state == "succeeded").result
+
     def _final_key(self, project_id: str, version: int) -> str:
-        job = next(j for j in self._jobs(project_id, {"assemble"}, version) if j.state == "succeeded")
-        return job.result["key"]
+        return self._assembled(project_id, version)["key"]
 
     def _assemble(self, project_id: str, version: int, segments: list[str], audio_key: str, plan: dict,
-                  cancelled) -> None:
+                  cancelled, opts: dict | None = None) -> None:
+        opts = opts or {}
         if not self._jobs(project_id, {"assemble"}, version):
             self.state.add_jobs(project_id, [{"kind": "assemble", "scene_index": -1, "start_frame": 0,
                                               "end_frame": plan["format"]["n_frames"], "spec": {"v": version},
@@ -444,7 +458,10 @@ class Engine:
             return "Assemble", node_pb2.AssembleRequest(
                 ctx=self._ctx(job, attempt), segment_keys=segments, audio_key=audio_key,
                 output_key=f"projects/{project_id}/attempts/{job.id}/{attempt.id}.mp4",
-                expected_frames=plan["format"]["n_frames"],
+                expected_frames=plan["format"]["n_frames"], plan_json=json.dumps(plan),
+                analysis_json=json.dumps(self.state.get_document(project_id, "analysis") or {}),
+                formats=list(opts.get("formats") or ()), resolution=opts.get("resolution") or "",
+                aspect=opts.get("aspect") or "",
             )
 
         self.dispatcher.run(project_id, {"assemble"}, build, _parse_reply, cancelled=cancelled,
@@ -482,7 +499,7 @@ class Engine:
             "attempts": sum(j.attempts_used for j in jobs),
             # Wall seconds per stage in this coordinator's run (a resumed project shows the resumed part).
             "stage_seconds": self._stage_seconds(project_id),
-            "outputs": list(OUTPUT_NAMES),
+            "outputs": output_names(p.options),
         }
         for name, doc in (("project.json", project_doc), ("analysis.json", analysis), ("plan.json", plan),
                           ("similarity.json", similarity)):
@@ -499,8 +516,9 @@ class Engine:
         return out
 
     def output(self, project_id: str, name: str) -> str:
-        if name not in OUTPUT_NAMES:
-            raise InputError(f"no output named {name!r}; outputs are {', '.join(OUTPUT_NAMES)}")
+        names = output_names(self.state.get_project(project_id).options)
+        if name not in names:
+            raise InputError(f"no output named {name!r}; outputs are {', '.join(names)}")
         return out_key(project_id, name)
 
 
@@ -520,7 +538,8 @@ def _parse_reply(method: str, payload: bytes) -> dict:
         return {"key": r.key, "lufs": r.lufs, "peak_db": r.true_peak_db, "duration_s": r.duration_s}
     if method == "Assemble":
         r = node_pb2.AssembleReply.FromString(payload)
-        return {"key": r.key, "n_frames": r.n_frames, "bytes": r.bytes, "info": json.loads(r.info_json)}
+        return {"key": r.key, "n_frames": r.n_frames, "bytes": r.bytes, "info": json.loads(r.info_json),
+                "outputs": dict(r.outputs)}
     if method == "Score":
         r = node_pb2.ScoreReply.FromString(payload)
         return {"key": None, "similarity": json.loads(r.similarity_json)}

@@ -18,7 +18,7 @@ import uuid
 import grpc
 
 from lookalike.coordinator.auth import Auth, AuthInterceptor, LimitError, RateLimiter, check_id, clean_label
-from lookalike.coordinator.engine import OUTPUT_NAMES, Engine
+from lookalike.coordinator.engine import EXTRA_FORMATS, OUTPUT_NAMES, Engine, output_names
 from lookalike.errors import InputError, LookalikeError, NotFoundError
 from lookalike.grpcutil import make_server, mapped, server_tls
 from lookalike.obs import get_logger, init_coordinator_metrics, serve_metrics
@@ -37,7 +37,7 @@ def _project_msg(p) -> coordinator_pb2.Project:
     state = getattr(p.state, "value", p.state)
     return coordinator_pb2.Project(
         project_id=p.id, name=p.name or "", state=state, stage=p.stage or "", progress=p.progress or 0.0,
-        error=p.error or "", outputs=list(OUTPUT_NAMES) if state == "done" else [], created=p.created_at,
+        error=p.error or "", outputs=output_names(p.options) if state == "done" else [], created=p.created_at,
         updated=p.updated_at,
     )
 
@@ -132,7 +132,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def Download(self, request, context):
         p = self._project(request.project_id, context)
-        if request.name not in OUTPUT_NAMES:
+        if request.name not in (*OUTPUT_NAMES, *filter(None, EXTRA_FORMATS.values())):
             raise InputError(f"no output named {clean_label(request.name, 80)!r}; outputs are {', '.join(OUTPUT_NAMES)}")
         key = self.engine.output(p.id, request.name)
         if not self.store.exists(key):
@@ -163,6 +163,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             raise InputError(f"codec {clean_label(o.codec, 40)!r} is not one of {', '.join(CODECS)}")
         if abs(req.priority) > 1000:
             raise InputError(f"priority {req.priority} is out of range: use -1000..1000")
+        formats = [str(f) for f in o.formats if f != "mp4"]
+        bad = [f for f in formats if f not in EXTRA_FORMATS]
+        if bad or o.resolution not in ("", "source", "720p", "1080p", "4k") or o.aspect not in ("", "9:16", "16:9", "1:1"):
+            raise InputError("formats are mp4, webm, webm:av1, mp4:h265; resolution source, 720p, 1080p or 4k; "
+                             "aspect 9:16, 16:9 or 1:1")
         if not 0 <= o.target <= 100 or not 0 <= o.max_rounds <= 20:
             raise InputError("target is a similarity between 0 and 100 and max_rounds between 0 and 20")
         require = [str(r) for r in o.require]
@@ -182,7 +187,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         options = {"keep_audio": o.keep_audio, "keep_video": o.keep_video, "chunk_frames": o.chunk_frames or None,
                    "seed": o.seed, "codec": o.codec or "libx264", "crf": o.crf or 20, "sample_name": name,
                    "priority": req.priority, "require": require, "target": o.target or None,
-                   "max_rounds": o.max_rounds}
+                   "max_rounds": o.max_rounds, "formats": formats, "resolution": o.resolution or "source",
+                   "aspect": o.aspect}
         return name or "remake", sample_key, subject_key, options
 
     def _check_size(self, info: dict, what: str) -> None:

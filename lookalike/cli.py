@@ -123,7 +123,9 @@ def cmd_remake(args) -> int:
         p = c.remake(args.sample, subject=args.subject, out=out, on_progress=progress, keep_audio=args.keep_audio,
                      keep_video=args.keep_video, seed=args.seed, chunk_frames=args.chunk_frames,
                      priority=args.priority, require=tuple(r for r in args.require.split(",") if r),
-                     target=args.target or 0.0, max_rounds=args.max_rounds)
+                     target=args.target or 0.0, max_rounds=args.max_rounds,
+                     formats=tuple(f for f in args.formats.split(",") if f), resolution=args.resolution,
+                     aspect=args.aspect or "")
         sim = json.loads((out / "similarity.json").read_text())
         if not args.quiet:
             print(f"done: {out / 'final.mp4'} (project {p.id}); similarity overall "
@@ -325,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--require", default="", help="node capabilities the render needs, e.g. gpu,nvenc")
     p.add_argument("--target", type=float, default=None, help="similarity to reach (0-100): fix the weakest scenes")
     p.add_argument("--max-rounds", type=int, default=3, help="fix rounds at most when --target is given")
+    p.add_argument("--formats", default="mp4", help="comma list: mp4, webm, mp4:h265, webm:av1 (each as final.<ext>)")
+    p.add_argument("--resolution", default="source", choices=["source", "720p", "1080p", "4k"])
+    p.add_argument("--aspect", default=None, choices=["9:16", "16:9", "1:1"], help="crop to this aspect (centre)")
     p.add_argument("--quiet", action="store_true")
     farm_opts(p)
     p.set_defaults(fn=cmd_remake)

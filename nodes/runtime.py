@@ -303,18 +303,23 @@ class NodeRuntime:
                 raise InputError("--keep-audio was asked for, but the sample has no audio track")
             samples = got[0]
         else:
-            target = audio.get("lufs")
+            # The plan's music (edits change it) over the sample's measured tempo, key and loudness.
+            m = plan.get("music") or {}
+            target = m.get("lufs") if m.get("lufs") is not None else audio.get("lufs")
             target = -16.0 if target is None or not np.isfinite(target) else float(np.clip(target, -40.0, -6.0))
-            sections = [s["start_s"] for s in plan.get("scenes", [])[1:]]
+            sections = [s["start_s"] for s in plan.get("scenes", [])[1:] if s.get("start_s") is not None]
             samples = music.render_music(
                 duration_s,
-                audio.get("tempo_bpm") or 120.0,
+                m.get("tempo_bpm") or audio.get("tempo_bpm") or 120.0,
                 rate=rate,
-                key=audio.get("key"),
+                key=m.get("key") or audio.get("key"),
                 target_lufs=target,
                 seed=seed,
                 section_starts_s=tuple(sections),
             )
+            lines, events = _voice_and_sfx(plan)
+            if lines or events:
+                samples = self._mix(samples, lines, events, duration_s, rate, target, seed)
         samples = np.asarray(samples, dtype=np.float32)
         meter = pyloudnorm.Meter(rate)
         lufs = float(meter.integrated_loudness(samples.T if samples.ndim == 2 else samples))
@@ -327,7 +332,57 @@ class NodeRuntime:
             os.unlink(tmp)
         return {"key": output_key, "lufs": lufs, "peak_db": peak, "duration_s": samples.shape[-1] / rate}
 
-    def assemble(self, segment_keys: list[str], audio_key: str, output_key: str, expected_frames: int) -> dict:
+    def _mix(self, music_track, lines, events, duration_s: float, rate: int, target: float, seed: int):
+        """Voice lines and sound effects over the music, ducked and mastered once for the timeline."""
+        from lookalike.nodes import mix, providers
+
+        hub = providers.hub_for(self.provider_settings or providers.ProviderSettings())
+        work = Path(tempfile.mkdtemp(dir=self.cache_dir))
+        voice = providers.voice_track(hub, lines, duration_s, rate=rate, out_dir=work, seed=seed)[0] if lines else None
+        sfx = providers.sfx_track(hub, events, duration_s, rate=rate, out_dir=work, seed=seed)[0] if events else None
+        return mix.mix_timeline(music_track, voice, sfx, rate=rate, target_lufs=target)
+
+    def deliver(self, final_path: str, output_key: str, *, plan: dict, analysis_doc: dict, formats: list[str],
+                resolution: str, aspect: str) -> dict[str, str]:
+        """The requested size/aspect of final.mp4 (in place), other formats and timeline.otio, stored
+        beside `output_key`. Returns {output name: store key}."""
+        from lookalike.nodes import formats as fmts
+        from lookalike.nodes import timeline
+
+        base = output_key.rsplit(".", 1)[0]
+        outputs: dict[str, str] = {}
+        h265 = "mp4:h265" in formats
+        if resolution not in ("", "source") or aspect or h265:
+            tmp = self._scratch(".mp4")
+            fmts.export(final_path, tmp, container="mp4", codec="h265" if h265 else "h264",
+                        resolution=resolution or None, aspect=aspect or None)
+            os.replace(tmp, final_path)
+        for f in formats:
+            container, _, codec = f.partition(":")
+            if container == "mp4":
+                continue
+            tmp = self._scratch(f".{container}")
+            try:
+                fmts.export(final_path, tmp, container=container, codec=codec or "vp9")
+                key = f"{base}.final.{container}"
+                self._put(key, tmp, "final")
+                outputs[f"final.{container}"] = key
+            finally:
+                os.unlink(tmp)
+        if plan:
+            tmp = self._scratch(".otio")
+            try:
+                timeline.write_otio(plan, analysis_doc, "final.mp4", tmp)
+                key = f"{base}.timeline.otio"
+                self._put(key, tmp, "final")
+                outputs["timeline.otio"] = key
+            finally:
+                os.unlink(tmp)
+        return outputs
+
+    def assemble(self, segment_keys: list[str], audio_key: str, output_key: str, expected_frames: int,
+                 *, plan: dict | None = None, analysis_doc: dict | None = None, formats: tuple[str, ...] = (),
+                 resolution: str = "", aspect: str = "") -> dict:
         from lookalike.errors import JobError
         from lookalike.nodes import media
 
@@ -339,17 +394,41 @@ class NodeRuntime:
             if expected_frames and info.n_frames != expected_frames:
                 raise JobError(f"assembled {info.n_frames} frames where the plan has {expected_frames}")
             FRAMES.labels("assemble", self.node_id).inc(info.n_frames)
+            outputs = self.deliver(tmp, output_key, plan=plan or {}, analysis_doc=analysis_doc or {},
+                                   formats=list(formats), resolution=resolution, aspect=aspect)
             size, _ = self._put(output_key, tmp, "final")
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return {"key": output_key, "n_frames": info.n_frames, "bytes": size, "info": media_info_dict(info)}
+        return {"key": output_key, "n_frames": info.n_frames, "bytes": size, "info": media_info_dict(info),
+                "outputs": outputs}
 
     def score(self, sample_key: str, output_key: str, analysis_doc: dict, plan: dict) -> dict:
         from lookalike.nodes import score
 
         return score.score(self.local(sample_key), self.local(output_key), analysis_doc, plan,
                            config=self.score_config)
+
+
+_SFX_KINDS = {"whoosh": "whoosh", "swoosh": "whoosh", "riser": "riser", "rise": "riser"}
+
+
+def _voice_and_sfx(plan: dict) -> tuple[list[dict], list[dict]]:
+    """The plan's voice lines and sound effects on the timeline (seconds from the start)."""
+    lines, events = [], []
+    for s in plan.get("scenes", []):
+        start = float(s.get("start_s") or 0.0)
+        audio = s.get("audio") or {}
+        for line in audio.get("voice_lines") or []:
+            lines.append({k: v for k, v in {
+                "text": line["text"], "start_s": line.get("start_s", start + float(line.get("offset_s") or 0.0)),
+                "voice": line.get("voice"), "emotion": line.get("emotion"), "pace": line.get("pace"),
+            }.items() if v is not None})
+        for fx in audio.get("sfx") or []:
+            events.append({"kind": _SFX_KINDS.get(fx.get("sound", ""), "hit"),
+                           "at_s": start + float(fx.get("offset_s") or 0.0),
+                           "gain": 10 ** (float(fx.get("gain_db") or 0.0) / 20)})
+    return lines, events
 
 
 def media_info_dict(info) -> dict:

@@ -165,8 +165,13 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
     def Assemble(self, request, context):
         self._track(1)
         try:
-            r = self.rt.assemble(list(request.segment_keys), request.audio_key, request.output_key, request.expected_frames)
-            return node_pb2.AssembleReply(key=r["key"], n_frames=r["n_frames"], bytes=r["bytes"], info_json=json.dumps(r["info"]))
+            r = self.rt.assemble(
+                list(request.segment_keys), request.audio_key, request.output_key, request.expected_frames,
+                plan=_loads(request.plan_json, "plan"), analysis_doc=_loads(request.analysis_json, "analysis"),
+                formats=tuple(request.formats), resolution=request.resolution, aspect=request.aspect,
+            )
+            return node_pb2.AssembleReply(key=r["key"], n_frames=r["n_frames"], bytes=r["bytes"],
+                                          info_json=json.dumps(r["info"]), outputs=r["outputs"])
         finally:
             self._track(-1)
 

@@ -121,3 +121,23 @@ def test_shared_rotated_clip_keeps_portrait(tmp_path, farm):
     assert (info.width, info.height, info.n_frames) == (544, 1280, 240)
     analysis = json.loads((out / "analysis.json").read_text())
     assert [s["start_frame"] for s in analysis["scenes"][1:]] == [90, 210]
+
+
+def test_formats_resolution_aspect_and_timeline(tmp_path, farm, sample):
+    path, truth = sample
+    out = tmp_path / "out"
+    r = cli("remake", str(path), "--out", str(out), "--cluster", farm.address, "--quiet", "--formats", "mp4,webm",
+            "--resolution", "720p", "--aspect", "9:16")
+    assert r.returncode == 0, r.stderr[-2000:]
+    from lookalike.nodes import media
+
+    for name, codec in (("final.mp4", "h264"), ("final.webm", "vp9")):
+        info = media.probe(str(out / name))
+        assert (info.width, info.height, info.n_frames, info.video_codec) == (720, 1280, truth["n_frames"], codec)
+        assert info.has_audio
+    import opentimelineio as otio
+
+    tl = otio.adapters.read_from_file(str(out / "timeline.otio"))
+    assert sum(c.source_range.duration.value for c in tl.video_tracks()[0].find_clips()) == truth["n_frames"]
+    r = cli("remake", str(path), "--out", str(tmp_path / "x"), "--cluster", farm.address, "--formats", "gif")
+    assert r.returncode == 2 and "formats" in r.stderr

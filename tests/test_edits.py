@@ -105,3 +105,22 @@ def test_fix_loop_raises_the_score_and_keeps_the_best_round(tmp_path, farm, samp
     assert max(fixed.values()) > scores[edited], scores
     sim = json.loads((tmp_path / "out" / "similarity.json").read_text())
     assert sim["overall"] == pytest.approx(max(s for v, s in scores.items() if v >= edited))
+
+
+def test_a_voice_line_remixes_the_audio_and_renders_no_frames(tmp_path, farm, sample):
+    path, _ = sample
+    with Client(farm.address) as c, grpc.insecure_channel(farm.address) as ch:
+        p = c.remake(path, out=tmp_path / "v1", chunk_frames=10)
+        stub = coordinator_pb2_grpc.CoordinatorStub(ch)
+        reply = stub.ChatPlan(coordinator_pb2.ChatPlanRequest(project_id=p.id,
+                                                              message="voice line for scene 1: hello there"))
+        assert json.loads(reply.operations_json)[0]["op"] == "set_voice_line"
+        stub.GenerateScenes(coordinator_pb2.GenerateScenesRequest(project_id=p.id))
+        c.wait(p.id)
+        c.fetch_outputs(p.id, tmp_path / "v2")
+    assert _render_jobs(farm, p.id, 2) == []
+    assert np.array_equal(_frames(tmp_path / "v1" / "final.mp4"), _frames(tmp_path / "v2" / "final.mp4"))
+    a, _ = media.read_audio(str(tmp_path / "v1" / "final.mp4"), rate=16000)
+    b, _ = media.read_audio(str(tmp_path / "v2" / "final.mp4"), rate=16000)
+    n = min(len(a), len(b), 16000)  # the line starts with scene 1, at 0 s
+    assert np.sqrt(np.mean((a[:n] - b[:n]) ** 2)) > 0.01, "the voice line is not in the mix"
