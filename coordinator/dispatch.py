@@ -99,6 +99,28 @@ def share_slots(
     return out
 
 
+def _start_ray(address: str | None, tries: int = 2) -> None:
+    """Join a Ray cluster, or start a local one. On a loaded machine a local Ray can miss its start-up
+    deadline: it is tried again once before the error, which then says what to do."""
+    from lookalike.errors import ConfigError
+
+    for attempt in range(tries):
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            return
+        except Exception as exc:  # noqa: BLE001 - Ray raises plain Exceptions for start-up failures
+            ray.shutdown()
+            if attempt + 1 == tries:
+                raise ConfigError(
+                    f"Ray did not start ({exc})",
+                    hint="check --ray-address, or free some CPU and memory and try again",
+                ) from exc
+            log.warning("ray_start_retry", error=str(exc))
+
+
 @dataclass
 class NodeSlot:
     node_id: str
@@ -131,10 +153,7 @@ class Dispatcher:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         if not ray.is_initialized():
-            if ray_address:
-                ray.init(address=ray_address, log_to_driver=False, configure_logging=False)
-            else:
-                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            _start_ray(ray_address)
         self.gateway = NodeGateway.remote()
         self._queued: dict[str, int] = {}
         # Read at scrape time, so an idle farm reports its nodes and an empty queue truthfully.

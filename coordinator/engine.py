@@ -400,7 +400,9 @@ class Engine:
                     duration_s=float(fmt_doc["duration_s"]), seed=int(opts.get("seed") or 0),
                 )
             scene = scenes[job.scene_index]
+            prev_s, next_s = scenes.get(job.scene_index - 1), scenes.get(job.scene_index + 1)
             req = node_pb2.RenderRangeRequest(
+                prev_scene_json=json.dumps(prev_s) if prev_s else "", next_scene_json=json.dumps(next_s) if next_s else "",
                 ctx=self._ctx(job, attempt), scene_json=json.dumps(scene), format=fmt,
                 subject_key=opts.get("subject_key") or "", seed=scene["seed"], output_key=key + ".mp4",
                 subject_seed=int(opts.get("seed") or 0),

@@ -353,7 +353,24 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         return _project_msg(self.state.get_project(p.id))
 
     def AddTransitions(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "transitions other than the sample's cuts are not available yet")
+        """Transitions at scene starts, as plan operations: [{"scene": 2, "kind": "dissolve", "n_frames": 12}].
+        The scenes on both sides of each changed boundary render again."""
+        from lookalike.coordinator import plan_history, plan_ops
+
+        p = self._project(request.project_id, context)
+        try:
+            items = json.loads(request.transitions_json or "[]")
+        except json.JSONDecodeError as exc:
+            raise InputError(f"transitions_json is not valid JSON: {exc}") from None
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) and "scene" in i for i in items):
+            raise InputError('transitions_json is a list like [{"scene": 2, "kind": "dissolve", "n_frames": 12}]')
+        ops = [plan_ops.op_from_dict(dict(i, op="set_transition")) for i in items]
+        history = plan_history.StoreHistory(self.state, p.id)
+        if not history.versions():
+            raise NotFoundError(f"project {p.id} has no plan yet (state: {p.state.value})")
+        history.edit(ops, request="AddTransitions")
+        self.engine.start(p.id)
+        return _project_msg(self.state.get_project(p.id))
 
 
 @mapped("NodeRegistry")

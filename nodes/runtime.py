@@ -186,6 +186,8 @@ class NodeRuntime:
         keep_video: bool = False,
         sample_key: str = "",
         should_stop=None,
+        prev_scene: dict | None = None,
+        next_scene: dict | None = None,
     ) -> SegmentResult:
         """Generate frames [start, end) of one scene, encode them as one closed-GOP segment, verify it,
         and put it in the store under `output_key` (which names the attempt)."""
@@ -217,8 +219,48 @@ class NodeRuntime:
             effects = scene.get("effects")
             if effects:
                 frames = self._with_effects(scene, effects, renderer, start, end, seed)
+            if _crosses(scene, prev_scene, next_scene, start, end):
+                frames = self._with_transitions(list(frames), scene, prev_scene, next_scene, start, end, fmt,
+                                                subject_key, subject_seed)
         return self.encode(frames, fmt, output_key, expected=end - start, t0=t0, stage="render",
                            should_stop=should_stop)
+
+    def _with_transitions(self, frames: list, scene: dict, prev_scene: dict | None, next_scene: dict | None,
+                          start: int, end: int, fmt: Format, subject_key: str, subject_seed: int) -> list:
+        """Blend the frames of [start, end) that lie inside a transition with the neighbouring scene.
+
+        The neighbour has no frames past its own boundary, so its edge frame is held (a freeze handle);
+        frame i of a transition of n frames is drawn at t = (i + 0.5) / n, as kernels.transitions does."""
+        from lookalike.kernels import transitions
+
+        out = list(frames)
+
+        def blend(kind: str, a, b, t: float):
+            if kind == "fade":  # through black
+                return transitions.fade(a, b, t)
+            return transitions.dissolve(a, b, t)
+
+        tin = scene.get("transition_in") or {}
+        a0, b0 = int(tin.get("start_frame", 0)), int(tin.get("end_frame", 0))
+        if tin.get("kind") in ("dissolve", "fade") and b0 > a0:
+            if prev_scene is None:  # the first scene: in from black
+                black = np.zeros_like(out[0])
+                held = None
+            else:
+                r = self._renderer(prev_scene, fmt, subject_key, int(prev_scene.get("seed", 0)), subject_seed)
+                held = r.frame(prev_scene["end_frame"] - 1)
+            for i in range(max(start, scene["start_frame"], a0), min(end, b0)):
+                t = (i - a0 + 0.5) / (b0 - a0)
+                out[i - start] = blend(tin["kind"], black if held is None else held, out[i - start], t)
+        nin = (next_scene or {}).get("transition_in") or {}
+        a1, b1 = int(nin.get("start_frame", 0)), int(nin.get("end_frame", 0))
+        if next_scene and nin.get("kind") in ("dissolve", "fade") and a1 < next_scene["start_frame"]:
+            r = self._renderer(next_scene, fmt, subject_key, int(next_scene.get("seed", 0)), subject_seed)
+            held = r.frame(next_scene["start_frame"])
+            for i in range(max(start, a1), min(end, scene["end_frame"])):
+                t = (i - a1 + 0.5) / (b1 - a1)
+                out[i - start] = blend(nin["kind"], out[i - start], held, t)
+        return out
 
     def _with_effects(self, scene: dict, effects: list, renderer, start: int, end: int, seed: int) -> list:
         """The scene's effects over frames [start, end), reading the lead and trail frames that
@@ -408,6 +450,15 @@ class NodeRuntime:
 
         return score.score(self.local(sample_key), self.local(output_key), analysis_doc, plan,
                            config=self.score_config)
+
+
+def _crosses(scene: dict, prev_scene: dict | None, next_scene: dict | None, start: int, end: int) -> bool:
+    """Whether frames [start, end) of `scene` lie inside a transition into or out of it."""
+    tin = scene.get("transition_in") or {}
+    if tin.get("kind") in ("dissolve", "fade") and start < int(tin.get("end_frame", 0)):
+        return True
+    nin = (next_scene or {}).get("transition_in") or {}
+    return nin.get("kind") in ("dissolve", "fade") and end > int(nin.get("start_frame", 1 << 30))
 
 
 _SFX_KINDS = {"whoosh": "whoosh", "swoosh": "whoosh", "riser": "riser", "rise": "riser"}

@@ -145,6 +145,8 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                 keep_video=request.keep_video,
                 sample_key=request.sample_key,
                 should_stop=lambda: not context.is_active(),
+                prev_scene=_loads(request.prev_scene_json, "previous scene") or None,
+                next_scene=_loads(request.next_scene_json, "next scene") or None,
             )
             return _segment_reply(r)
         finally:

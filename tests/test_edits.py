@@ -124,3 +124,27 @@ def test_a_voice_line_remixes_the_audio_and_renders_no_frames(tmp_path, farm, sa
     b, _ = media.read_audio(str(tmp_path / "v2" / "final.mp4"), rate=16000)
     n = min(len(a), len(b), 16000)  # the line starts with scene 1, at 0 s
     assert np.sqrt(np.mean((a[:n] - b[:n]) ** 2)) > 0.01, "the voice line is not in the mix"
+
+
+def test_add_transitions_renders_a_dissolve_across_the_boundary(tmp_path, farm, sample):
+    path, _ = sample
+    with Client(farm.address) as c, grpc.insecure_channel(farm.address) as ch:
+        p = c.remake(path, out=tmp_path / "v1", chunk_frames=10)
+        stub = coordinator_pb2_grpc.CoordinatorStub(ch)
+        stub.AddTransitions(coordinator_pb2.ProjectTransitionsRequest(
+            project_id=p.id, transitions_json=json.dumps([{"scene": 1, "kind": "dissolve", "n_frames": 12}])))
+        c.wait(p.id)
+        c.fetch_outputs(p.id, tmp_path / "v2")
+    a, b = _frames(tmp_path / "v1" / "final.mp4"), _frames(tmp_path / "v2" / "final.mp4")
+    # Ranges without transition frames are the same; frames that share a segment with the dissolve are
+    # re-encoded with it (a different GOP), so only nearly the same.
+    assert np.array_equal(a[:20], b[:20]) and np.array_equal(a[40:], b[40:])
+    for i in [*range(20, 24), *range(36, 40)]:
+        mse = np.mean((a[i].astype(float) - b[i].astype(float)) ** 2)
+        assert mse == 0 or 10 * np.log10(255**2 / mse) > 35, i
+    diff = np.abs(a.astype(int) - b.astype(int)).reshape(len(a), -1).mean(axis=1)
+    assert all(diff[i] > 1.0 for i in range(25, 35)), diff[24:36]
+    # The middle of the dissolve is about the average of the two held frames.
+    mid = b[30].astype(float)
+    avg = (a[29].astype(float) + a[30].astype(float)) / 2
+    assert np.abs(mid - avg).mean() < np.abs(a[30].astype(float) - a[23].astype(float)).mean()
