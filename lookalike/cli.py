@@ -391,7 +391,15 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _ordinary_scheduling() -> None:
+    """A farm process never runs real-time: an encoder library (libsvtav1 as root) can switch a thread
+    to SCHED_FIFO, and every process started from it would inherit that and could starve the machine."""
+    if hasattr(os, "sched_getscheduler") and os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
 def main(argv: list[str] | None = None) -> int:
+    _ordinary_scheduling()
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)

@@ -116,6 +116,23 @@ def _codec(container: str, codec: str) -> str:
     return name
 
 
+class _KeepScheduling:
+    """Restore the calling thread's scheduling policy after an encoder changed it.
+
+    Measured: libsvtav1, run as root, switches the thread that opens it to SCHED_FIFO priority 99.
+    Every process started from that thread afterwards inherits real-time priority, and one busy thread
+    of theirs can then starve the whole machine (it did: a test run stalled for minutes)."""
+
+    def __enter__(self) -> _KeepScheduling:
+        self.policy = os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else None
+        self.param = os.sched_getparam(0) if self.policy is not None else None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.policy is not None and os.sched_getscheduler(0) != self.policy:
+            os.sched_setscheduler(0, self.policy, self.param)
+
+
 def export(
     final_mp4: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -157,6 +174,7 @@ def export(
     options = {"movflags": "+faststart"} if container == "mp4" else {}
     try:
         with (
+            _KeepScheduling(),
             av.open(str(final_mp4), metadata_errors="ignore") as ic,
             av.open(str(tmp), "w", format=container, options=options) as oc,
         ):

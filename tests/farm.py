@@ -49,7 +49,8 @@ class Farm:
             self.args += ["--store", store]
         self.nodes: list[subprocess.Popen] = []
         self.start_coordinator()
-        self.nodes = [self.add_node() for _ in range(nodes)]
+        for _ in range(nodes):
+            self.add_node()
 
     def start_coordinator(self) -> None:
         import json
@@ -73,6 +74,7 @@ class Farm:
         import json
 
         p = _spawn(["node", "--coordinator", self.address, *args], {**self.env, **(env or {})}, self.log)
+        self.nodes.append(p)  # every node this farm starts is stopped by close()
         line = json.loads(p.stdout.readline())
         p.node_id = line["node_id"]  # type: ignore[attr-defined]
         return p

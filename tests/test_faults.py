@@ -98,7 +98,8 @@ def test_a_job_past_its_retries_is_dead_and_the_project_says_why(tmp_path, sampl
     path, _ = sample
     farm = Farm(tmp_path / "farm", nodes=0)
     try:
-        farm.nodes = [farm.add_node(env={"LOOKALIKE_FAIL_JOBS": "render_range"}) for _ in range(2)]
+        for _ in range(2):
+            farm.add_node(env={"LOOKALIKE_FAIL_JOBS": "render_range"})
         r = cli("remake", str(path), "--out", str(tmp_path / "out"), "--cluster", farm.address, "--quiet")
         assert r.returncode == JobError.exit_code, r.stderr[-2000:]
         assert "failed for good" in r.stderr and "LOOKALIKE_FAIL_JOBS" in r.stderr

@@ -143,3 +143,14 @@ def test_bad_requests_name_what_to_use(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         export(tmp_path / "junk.mp4", out, container="mp4", codec="h264")
     assert not out.exists()
+
+
+def test_an_av1_export_leaves_the_process_scheduling_alone(tmp_path):
+    """libsvtav1 switches the thread that opens it to real-time priority when run as root; every
+    process started afterwards would inherit it. The export must restore the policy."""
+    import os
+
+    src = _final(tmp_path)
+    before = os.sched_getscheduler(0)
+    export(src, tmp_path / "out.webm", container="webm", codec="av1")
+    assert os.sched_getscheduler(0) == before
