@@ -242,13 +242,28 @@ class Client:
         except grpc.RpcError as exc:
             raise self._mapped(exc) from None
 
-    def wait(self, project_id: str, on_progress: Callable[[ProgressEvent], None] | None = None) -> Project:
-        for ev in self.watch(project_id):
-            if on_progress is not None:
-                on_progress(ev)
-            if ev.state in TERMINAL:
+    def wait(self, project_id: str, on_progress: Callable[[ProgressEvent], None] | None = None,
+             *, outage_s: float = 300.0) -> Project:
+        """Follow a project to its end. A coordinator that is briefly unavailable (restarting, or its
+        state store is) is asked again for up to `outage_s` seconds before the error is raised."""
+        import time
+
+        deadline = None
+        while True:
+            try:
+                for ev in self.watch(project_id):
+                    deadline = None
+                    if on_progress is not None:
+                        on_progress(ev)
+                    if ev.state in TERMINAL:
+                        break
+                p = self.project(project_id)
                 break
-        p = self.project(project_id)
+            except UnreachableError:
+                deadline = deadline or time.monotonic() + outage_s
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
         if p.state == "failed":
             raise _error_of_project(p)
         if p.state == "cancelled":

@@ -13,7 +13,7 @@ from synth import make_clip
 
 from lookalike.client import Client
 from lookalike.coordinator.state import open_state
-from lookalike.kernels.grade import rgb_to_lab
+from lookalike.kernels.grade import measure_grade
 from lookalike.nodes import media
 from lookalike.v1 import coordinator_pb2, coordinator_pb2_grpc
 
@@ -47,7 +47,7 @@ def test_chat_edit_rerenders_only_the_scene_it_touches(tmp_path, farm, sample):
     with Client(farm.address) as c, grpc.insecure_channel(farm.address) as ch:
         p = c.remake(path, out=tmp_path / "v1", chunk_frames=10)
         stub = coordinator_pb2_grpc.CoordinatorStub(ch)
-        reply = stub.ChatPlan(coordinator_pb2.ChatPlanRequest(project_id=p.id, message="make scene 2 warmer"))
+        reply = stub.ChatPlan(coordinator_pb2.ChatPlanRequest(project_id=p.id, message="make scene 2 brighter"))
         ops = json.loads(reply.operations_json)
         assert ops and all(op.get("scene") == 1 for op in ops)
         assert reply.plan.version == 2
@@ -59,10 +59,11 @@ def test_chat_edit_rerenders_only_the_scene_it_touches(tmp_path, farm, sample):
     a, b = _frames(tmp_path / "v1" / "final.mp4"), _frames(tmp_path / "v2" / "final.mp4")
     assert a.shape == b.shape
     assert np.array_equal(a[:30], b[:30]) and np.array_equal(a[60:], b[60:])
-    warm = lambda x: float(np.asarray(rgb_to_lab(x.astype(np.float32) / 255))[..., 2].mean())  # noqa: E731
-    assert warm(b[30:60]) > warm(a[30:60]) + 1.0
+    # Exposure as the grade kernels define it, on the scene's frames side by side.
+    bright = lambda x: measure_grade(x.reshape(-1, x.shape[2], 3))["exposure"]  # noqa: E731
+    assert bright(b[30:60]) > bright(a[30:60]) + 0.2
     plan = json.loads((tmp_path / "v2" / "plan.json").read_text())
-    assert plan["scenes"][1]["grade"]["temperature"] > json.loads((tmp_path / "v1" / "plan.json").read_text())["scenes"][1]["grade"]["temperature"]
+    assert plan["scenes"][1]["grade"]["exposure"] > json.loads((tmp_path / "v1" / "plan.json").read_text())["scenes"][1]["grade"]["exposure"]
 
 
 def test_apply_effects_rpc_adds_grain_to_one_scene(tmp_path, farm, sample):
