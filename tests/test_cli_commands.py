@@ -65,20 +65,23 @@ def test_submit_status_watch_and_cancel(tmp_path, farm, sample):
     assert r.returncode == 2 and "no project" in r.stderr
 
 
-def test_cancel_stops_a_running_project(tmp_path, farm, sample):
+def test_cancel_stops_a_running_project(tmp_path, farm):
     from lookalike.client import Client
     from lookalike.errors import CancelledError
 
-    path, _ = sample
+    # Long enough (many small ranges) that the render is still under way when the cancel arrives.
+    path = tmp_path / "long.mp4"
+    make_clip(path, [(120, (250, 180, 80), 2.0), (120, (80, 120, 250), 0.0)], size=(320, 180))
     with Client(farm.address) as c:
-        p = c.submit(path, chunk_frames=4)
+        p = c.submit(path, chunk_frames=2)
         for ev in c.watch(p.id):
             if ev.stage == "rendering":
                 break
-        r = cli("cancel", p.id, "--cluster", farm.address)
-        assert r.returncode == 0 and json.loads(r.stdout)["state"] == "cancelled"
+        assert c.cancel(p.id).state == "cancelled"
         with pytest.raises(CancelledError):
             c.wait(p.id)
+    r = cli("status", p.id, "--cluster", farm.address)
+    assert r.returncode == 0 and json.loads(r.stdout)["state"] == "cancelled"
 
 
 @pytest.mark.parametrize("service", ["lookalike.v1.Coordinator", "lookalike.v1.NodeRegistry"])
