@@ -25,7 +25,6 @@ from typing import Any
 import av
 import cv2
 import numpy as np
-from lookalike.kernels import audio_features as af
 from lookalike.kernels import features as kf
 from lookalike.kernels import grade as kg
 from lookalike.kernels import look as klook
@@ -37,8 +36,6 @@ from lookalike.errors import InputError, JobError
 SCHEMA = "lookalike.analysis/1"
 ANALYSIS_LONG_SIDE = 256
 PALETTE_SIZE = 5
-AUDIO_RATE = 22050
-LOUDNESS_RATE = 48000
 BEAT_TOLERANCE_S = 0.080
 
 
@@ -270,26 +267,6 @@ def analyze_audio(path: str, *, transcriber: Any = "default") -> dict[str, Any]:
     if transcriber == "default":
         return audio_analysis.audio_section(path)
     return audio_analysis.audio_section(path, transcriber=transcriber)
-
-
-def _basic_audio(path: str) -> dict[str, Any]:
-    """The first audio section (tempo, beats, key, loudness, silence/sound), kept for reference."""
-    mono = media.read_audio(path, rate=AUDIO_RATE)
-    if mono is None:
-        return _empty_audio(False)
-    y, rate = mono
-    doc = _empty_audio(True)
-    doc["segments"] = af.loudness_segments(y, rate)
-    if float(np.max(np.abs(y), initial=0.0)) < 1e-4:
-        return doc  # a silent track: no tempo, key or loudness to speak of
-    bpm, beats = af.tempo_and_beats(y, rate)
-    doc["tempo_bpm"] = None if bpm is None else round(bpm, 2)
-    doc["beats_s"] = beats
-    doc["key"] = af.estimate_key(y, rate)
-    full = media.read_audio(path, rate=LOUDNESS_RATE, mono=False)
-    if full is not None:
-        doc["lufs"] = af.integrated_loudness(full[0], full[1])
-    return doc
 
 
 # --- merge ----------------------------------------------------------------------------------------
