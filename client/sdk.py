@@ -17,7 +17,9 @@ from lookalike.errors import (
     ConfigError,
     InputError,
     LookalikeError,
+    StoreError,
     UnreachableError,
+    error_kind,
     from_grpc_code,
 )
 from lookalike.v1 import coordinator_pb2, coordinator_pb2_grpc
@@ -152,6 +154,11 @@ class Client:
 
     def _mapped(self, exc: grpc.RpcError) -> LookalikeError:
         code = exc.code().name if exc.code() else "UNKNOWN"
+        kind = error_kind(exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None)
+        if kind == "StoreError":
+            return StoreError(f"the coordinator at {self.address} cannot reach its store: {exc.details()}",
+                              hint="the store is down or full; the project is paused and resumes by itself "
+                                   "when the store is back; try again shortly")
         if code == "UNAVAILABLE":
             return UnreachableError(f"the coordinator at {self.address} stopped answering: {exc.details()}")
         if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
@@ -259,7 +266,7 @@ class Client:
                         break
                 p = self.project(project_id)
                 break
-            except UnreachableError:
+            except (UnreachableError, StoreError):
                 deadline = deadline or time.monotonic() + outage_s
                 if time.monotonic() > deadline:
                     raise

@@ -21,6 +21,9 @@ log = get_logger("dispatch")
 
 # Codes after which the same job may well succeed on another try or another node.
 TRANSIENT = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "UNKNOWN", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED"}
+# What the gateway answers when a node says the segment store failed under it (S3 errors, a full disk):
+# nobody's fault on our side, so the attempt is not charged, the node not blamed, and the project pauses.
+STORE_DOWN = "STORE_UNAVAILABLE"
 
 
 @ray.remote(num_cpus=0, max_concurrency=64)
@@ -56,6 +59,10 @@ class NodeGateway:
         except self._grpc.FutureCancelledError:
             return "CANCELLED", "cancelled by the coordinator"
         except self._grpc.RpcError as exc:
+            from lookalike.errors import error_kind
+
+            if error_kind(exc.trailing_metadata()) == "StoreError":
+                return STORE_DOWN, exc.details() or str(exc)
             return exc.code().name, exc.details() or str(exc)
         finally:
             if call_id:
@@ -237,6 +244,8 @@ class Dispatcher:
             code, payload = ray.get(self.gateway.call.remote(node.address, method, request.SerializeToString(), 60.0))
             if code == "OK":
                 return convert(reply_type.FromString(payload))
+            if code == STORE_DOWN:
+                raise StoreError(payload)
             last = from_grpc_code(code, payload)
             if code not in TRANSIENT:
                 raise last
@@ -330,8 +339,9 @@ class Dispatcher:
                     try:
                         self._settle(job, attempt, node, method, code, payload, t0, parse, on_done)
                     except StoreError:
-                        # The state store is away: this result is settled later, when it is back.
-                        inflight[ref] = (job, attempt, None, method, t0)
+                        if code != STORE_DOWN:
+                            # The state store is away: this result is settled later, when it is back.
+                            inflight[ref] = (job, attempt, None, method, t0)
                         raise
         finally:
             with self._lock:
@@ -365,7 +375,8 @@ class Dispatcher:
             key = result.get("key") if result else None
             promoted = self._finish_patiently(attempt.id, ok=code == "OK", output_key=key, result=result,
                                               error=None if code == "OK" else f"{code}: {payload}",
-                                              transient=code in TRANSIENT)
+                                              transient=code in TRANSIENT or code == STORE_DOWN,
+                                              charge=code != STORE_DOWN)
             ATTEMPTS.labels(job.kind, "promoted" if promoted else "late").inc()
             log.info("late_result", job=job.id, attempt=attempt.id, node=node.node_id, promoted=promoted, code=code)
             if not promoted and key and self.discard is not None:
@@ -400,6 +411,15 @@ class Dispatcher:
             elif result.get("key") and self.discard is not None:
                 self.discard(result["key"])
             return
+        if code == STORE_DOWN:
+            # The segment store failed under the node. Retrying now would only spend the job's attempts
+            # and blocklist healthy nodes: the attempt goes back to the queue uncharged and the project
+            # pauses (the engine waits for the store with backoff, then resumes where it stood).
+            log.warning("segment_store_unavailable", job=job.id, attempt=attempt.id, node=node.node_id,
+                        error=payload)
+            ATTEMPTS.labels(job.kind, "store_down").inc()
+            self._finish_patiently(attempt.id, ok=False, error=f"{code}: {payload}", transient=True, charge=False)
+            raise StoreError(payload)
         transient = code in TRANSIENT
         log.warning("attempt_failed", job=job.id, attempt=attempt.id, node=node.node_id, code=code, error=payload,
                     kind=job.kind)

@@ -170,11 +170,21 @@ class Engine:
                     self._fail(project_id, exc)
                     return
                 log.warning("project_paused", project=project_id, error=str(exc), retry_in_s=delay)
+                self._show_paused(project_id, exc)
                 self.emit(project_id, "paused", message=f"paused: {exc}; retrying in {delay:.0f} s")
                 if self._cancel[project_id].wait(delay):
                     return
                 waited += delay
                 delay = min(delay * 2, 30.0)
+
+    def _show_paused(self, project_id: str, exc: StoreError) -> None:
+        """Let `status` show why the project waits (stage 'paused', the store's error); the next stage
+        clears it. When the state store itself is down this cannot be written, and the event says it."""
+        try:
+            p = self.state.get_project(project_id)
+            self.state.set_project_state(project_id, p.state, error=f"paused: {exc}", stage="paused")
+        except StoreError:
+            pass
 
     def _run_once(self, project_id: str) -> None:
         cancelled = self._cancel[project_id]

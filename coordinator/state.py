@@ -785,8 +785,9 @@ class StateStore:
                 )
             tx.execute(
                 f"INSERT INTO attempts ({_ATTEMPT_COLS}) "
-                "SELECT ?, id, attempts_used, ?, ?, ?, NULL, NULL, NULL, NULL FROM jobs WHERE id = ?",
-                (attempt_id, node_id, AttemptState.RUNNING.value, now, job_id),
+                "SELECT ?, id, (SELECT COUNT(*) FROM attempts WHERE job_id = ?) + 1, ?, ?, ?, "
+                "NULL, NULL, NULL, NULL FROM jobs WHERE id = ?",
+                (attempt_id, job_id, node_id, AttemptState.RUNNING.value, now, job_id),
             )
             return self._attempt(tx, attempt_id)
 
@@ -799,14 +800,17 @@ class StateStore:
         result: Mapping[str, Any] | None = None,
         error: str | None = None,
         transient: bool = True,
+        charge: bool = True,
     ) -> bool:
         """Report an attempt's end; True only when this attempt's result was promoted.
 
         ok: the job succeeds with this attempt's `output_key` and `result` if the job is running,
         this is its current attempt and nothing is promoted yet (one conditional UPDATE, so two
         concurrent finishers can never both promote). Not ok: the job is queued again while
-        attempts remain and the error is `transient`, else it is dead with the reason. Either way a
-        late or duplicate report returns False and changes only the attempt's record ('late')."""
+        attempts remain and the error is `transient`, else it is dead with the reason. `charge=False`
+        (a failure that was nobody's fault, e.g. the segment store was down) queues the job again and
+        gives the attempt back to its budget. Either way a late or duplicate report returns False and
+        changes only the attempt's record ('late')."""
         now = self._clock()
         result_text = None if result is None else _dumps(result, "the attempt result")
         with self._db.transaction() as tx:
@@ -825,9 +829,10 @@ class StateStore:
                 )
                 own_state = AttemptState.SUCCEEDED
             else:
-                # attempts_used only moves in start_attempt (from queued), so while the fence below
-                # holds, the value read above is the one the decision must use.
-                retry = transient and job.attempts_used < job.max_attempts
+                # attempts_used only moves in start_attempt (from queued) and back here (an uncharged
+                # failure), so while the fence below holds, the value read above is the one to use.
+                retry = transient and (job.attempts_used < job.max_attempts or not charge)
+                refund = 0 if charge else 1
                 if retry:
                     next_state, reason = JobState.QUEUED, error
                 elif transient:
@@ -836,9 +841,9 @@ class StateStore:
                 else:
                     next_state, reason = JobState.DEAD, f"{error} (permanent error, not retried)"
                 tx.execute(
-                    "UPDATE jobs SET state = ?, error = ?, updated_at = ? "
+                    "UPDATE jobs SET state = ?, error = ?, attempts_used = attempts_used - ?, updated_at = ? "
                     "WHERE id = ? AND state = ? AND current_attempt_id = ?",
-                    (next_state.value, reason, now, *fence),
+                    (next_state.value, reason, refund if retry else 0, now, *fence),
                 )
                 own_state = AttemptState.FAILED
             current = tx.rowcount == 1

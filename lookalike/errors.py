@@ -110,6 +110,25 @@ _BY_GRPC = {
 }
 
 
-def from_grpc_code(code_name: str, message: str) -> LookalikeError:
-    """The error to raise on the client side for a gRPC status (by its name, e.g. 'NOT_FOUND')."""
+#: Trailing metadata key naming the error class a server raised ("StoreError"): UNAVAILABLE alone cannot
+#: tell a store outage (wait for the store) from a dead server (try another).
+KIND_KEY = "lookalike-error"
+
+_BY_NAME = {c.__name__: c for c in (InputError, NotFoundError, LimitError, AuthError, ConfigError, JobError,
+                                    StoreError, UnreachableError, CancelledError)}
+
+
+def error_kind(metadata) -> str | None:
+    """The error class name a server put in its trailing metadata, if any."""
+    for key, value in metadata or ():
+        if key == KIND_KEY:
+            return value
+    return None
+
+
+def from_grpc_code(code_name: str, message: str, kind: str | None = None) -> LookalikeError:
+    """The error to raise on the client side for a gRPC status (by its name, e.g. 'NOT_FOUND'); `kind`,
+    the class name from the trailing metadata, picks the exact class where the code is shared."""
+    if kind in _BY_NAME:
+        return _BY_NAME[kind](message)
     return _BY_GRPC.get(code_name, LookalikeError)(message)

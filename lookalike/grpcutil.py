@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from lookalike.errors import InputError, LookalikeError
+from lookalike.errors import KIND_KEY, InputError, LookalikeError
 from lookalike.obs import RPCS, get_logger
 
 log = get_logger("grpc")
@@ -37,6 +37,7 @@ def _abort(context: grpc.ServicerContext, service: str, method: str, exc: BaseEx
     if isinstance(exc, LookalikeError):
         code = getattr(grpc.StatusCode, exc.grpc_code)
         message = str(exc)
+        context.set_trailing_metadata(((KIND_KEY, type(exc).__name__),))
     else:
         code = grpc.StatusCode.INTERNAL
         message = f"internal error in {service}.{method}: {type(exc).__name__}: {exc} (see the server log)"

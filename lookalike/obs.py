@@ -31,7 +31,7 @@ def init_coordinator_metrics() -> None:
     for kind in JOB_KINDS:
         for state in ("succeeded", "dead"):
             JOBS.labels(kind, state)
-        for outcome in ("promoted", "late", "failed"):
+        for outcome in ("promoted", "late", "failed", "store_down"):
             ATTEMPTS.labels(kind, outcome)
     for state in ("done", "failed", "cancelled"):
         PROJECTS.labels(state)

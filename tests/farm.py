@@ -90,3 +90,52 @@ class Farm:
             except subprocess.TimeoutExpired:
                 p.kill()
         self.log.close()
+
+
+def ride_out_store_outage(farm: Farm, sample: Path, out: Path, begin, end, *, hold_s: float = 6.0,
+                          chunk_frames: int = 8) -> dict:
+    """Remake `sample` on `farm`, calling begin() once ranges render and end() after the project has shown
+    itself paused for `hold_s` seconds; return what a user saw: the paused project record, the events,
+    and the finished project (its outputs fetched into `out`)."""
+    import time
+
+    from lookalike.client import Client
+
+    with Client(farm.address) as c:
+        p = c.submit(sample, chunk_frames=chunk_frames)
+        for ev in c.watch(p.id):
+            if ev.stage == "rendering" and ev.done > 0:
+                break
+        begin()
+        try:
+            deadline = time.monotonic() + 60
+            while (paused := c.project(p.id)).stage != "paused":
+                assert paused.state not in ("done", "failed", "cancelled"), (paused.state, paused.error)
+                assert time.monotonic() < deadline, "the project never showed itself paused"
+                time.sleep(0.2)
+            time.sleep(hold_s)
+            held = c.project(p.id)
+            assert held.state not in ("done", "failed", "cancelled"), (held.state, held.error)
+        finally:
+            end()
+        events: list = []
+        done = c.wait(p.id, events.append)
+        c.fetch_outputs(p.id, out)
+    return {"paused": paused, "held": held, "events": events, "done": done}
+
+
+def check_jobs_intact(st, project_id: str, node_ids: list[str]) -> list:
+    """Every job succeeded with exactly one promoted attempt, within its retry budget, and no node was
+    blamed (blocklisted) for the store's failure. Returns the attempts that failed on the store."""
+    jobs = st.jobs(project_id)
+    assert jobs and all(j.state == "succeeded" for j in jobs), [(j.kind, j.state, j.error) for j in jobs]
+    store_failed = []
+    for j in jobs:
+        attempts = st.attempts(j.id)
+        assert len([a for a in attempts if a.state == "succeeded"]) == 1, (j.kind, [a.state for a in attempts])
+        assert j.attempts_used <= j.max_attempts, (j.kind, j.attempts_used)
+        store_failed += [a for a in attempts if (a.error or "").startswith("STORE_UNAVAILABLE")]
+    for node in node_ids:
+        for kind in {j.kind for j in jobs}:
+            assert not st.is_blocklisted(node, kind), f"node {node} was blocklisted for {kind} by a store outage"
+    return store_failed

@@ -129,3 +129,34 @@ def test_postgresql_restarting_mid_project_pauses_and_resumes(tmp_path, farm, sa
     assert media.probe(str(tmp_path / "out" / "final.mp4")).n_frames == truth["n_frames"]
     log = (farm.home / "farm.log").read_text()
     assert any(e.stage == "paused" for e in events) or "state_store_unavailable" in log, "the outage went unnoticed"
+
+
+def test_the_s3_store_failing_mid_project_pauses_it_and_loses_nothing(tmp_path, pg_url, pg_schema, s3_server, sample):
+    """The S3 store goes away under a running project (every connection cut, new ones refused): the
+    project pauses and says why, spends no retries and blames no node; when the store is back it
+    resumes and its frames are those of a fault-free run."""
+    from faultproxy import FaultProxy
+    from farm import check_jobs_intact, ride_out_store_outage
+
+    from lookalike.coordinator.state import open_state
+
+    path, truth = sample
+    host, port = s3_server.removeprefix("http://").rsplit(":", 1)
+    proxy = FaultProxy(host, int(port))
+    db = f"{pg_url}?schema={pg_schema}"
+    f = Farm(tmp_path / "farm", db=db, store=f"s3://farm-{uuid.uuid4().hex[:8]}?endpoint=http://{proxy.address}",
+             env={"LOOKALIKE_S3_ACCESS_KEY": "testing", "LOOKALIKE_S3_SECRET_KEY": "testing"})
+    try:
+        with Client(f.address) as c:
+            assert c.remake(path, out=tmp_path / "ref", chunk_frames=8).state == "done"
+        seen = ride_out_store_outage(f, path, tmp_path / "faulty", proxy.down, proxy.up)
+        assert proxy.refused > 0, "the outage reached nobody"
+        assert "segment store" in seen["paused"].error and proxy.address in seen["paused"].error
+        assert seen["done"].state == "done" and seen["done"].error in ("", None)
+        with open_state(db) as st:
+            check_jobs_intact(st, seen["done"].id, [n.node_id for n in f.nodes])
+    finally:
+        f.close()
+        proxy.close()
+    a, b = _frames(tmp_path / "ref" / "final.mp4"), _frames(tmp_path / "faulty" / "final.mp4")
+    assert a.shape[0] == truth["n_frames"] and np.array_equal(a, b), "the outage changed the remake"

@@ -123,3 +123,55 @@ def test_a_job_needing_what_no_node_has_is_refused(tmp_path, sample):
         assert r.returncode == 0, r.stderr[-2000:]
     finally:
         farm.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 48 MiB file system of its own (tmpfs), so that the test can fill it for real."""
+    import os
+    import subprocess
+
+    where = tmp_path / "disk"
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(where)], capture_output=True, text=True)
+    if r.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must be able to mount a tmpfs (it runs as root): {r.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_store_disk_pauses_the_project_until_space_is_freed(tmp_path, sample, small_disk):
+    """The folder store's disk fills up mid-render: the project pauses with the disk's error (no retries
+    spent, no node blocklisted); once space is freed it resumes and its frames are a fault-free run's."""
+    from farm import check_jobs_intact, ride_out_store_outage
+
+    path, truth = sample
+    store = small_disk / "store"
+    farm = Farm(tmp_path / "farm", store=str(store), nodes=2)
+    filler = small_disk / "filler"
+
+    def fill():
+        with open(filler, "wb") as fh:
+            block = b"\0" * (1 << 20)
+            try:
+                while True:
+                    fh.write(block)
+                    fh.flush()
+            except OSError:
+                pass
+
+    try:
+        with Client(farm.address) as c:
+            assert c.remake(path, out=tmp_path / "ref", chunk_frames=6).state == "done"
+        seen = ride_out_store_outage(farm, path, tmp_path / "faulty", fill, filler.unlink, chunk_frames=6)
+        assert "No space left on device" in seen["paused"].error, seen["paused"].error
+        assert "disk is not full" in seen["paused"].error  # the hint says what to check
+        with _state(farm) as st:
+            check_jobs_intact(st, seen["done"].id, [n.node_id for n in farm.nodes])
+        assert not [p for p in store.rglob("*.tmp~")], "a half-written file was left in the store"
+    finally:
+        farm.close()
+    a, b = _frames(tmp_path / "ref" / "final.mp4"), _frames(tmp_path / "faulty" / "final.mp4")
+    assert a.shape[0] == truth["n_frames"] and np.array_equal(a, b), "the full disk changed the remake"

@@ -275,6 +275,21 @@ def test_transient_failures_retry_then_die(state: StateStore) -> None:
     assert [(a.number, a.node_id) for a in state.attempts(job_id)] == [(1, "node-a"), (2, "node-b")]
 
 
+def test_an_uncharged_failure_gives_the_attempt_back(state: StateStore) -> None:
+    """A failure that was nobody's fault (the segment store was down) requeues the job without spending
+    its budget, however often it happens; attempt numbers still count every try."""
+    _, (job_id, *_) = _render_jobs(state, n=1, max_attempts=1)
+    for _ in range(3):
+        a = state.start_attempt(job_id, "node-a")
+        assert state.finish_attempt(a.id, ok=False, error="STORE_UNAVAILABLE: s3 down", charge=False) is False
+        job = state.get_job(job_id)
+        assert (job.state, job.attempts_used) == (JobState.QUEUED, 0)
+    last = state.start_attempt(job_id, "node-b")
+    assert state.finish_attempt(last.id, ok=True, output_key="k") is True
+    assert [a.number for a in state.attempts(job_id)] == [1, 2, 3, 4]
+    assert state.get_job(job_id).attempts_used == 1
+
+
 def test_permanent_failure_dies_at_once(state: StateStore) -> None:
     _, (job_id, *_) = _render_jobs(state, n=1, max_attempts=5)
     attempt = state.start_attempt(job_id, "node-a")

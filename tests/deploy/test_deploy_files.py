@@ -354,6 +354,7 @@ def test_rules_use_only_lookalike_metrics_and_recorded_series(rules):
         "LookalikeQueueStuck",
         "LookalikeHighFailureRatio",
         "LookalikeDeadJobs",
+        "LookalikeSegmentStoreDown",
     } <= alerts
     for name, expr in [*rule_exprs(rules, "record"), *rule_exprs(rules, "alert")]:
         assert metric_names(expr) <= set(METRICS) | records | {"up"}, name
