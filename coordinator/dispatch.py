@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import ray
 
 from lookalike.errors import CancelledError, JobError, StoreError
-from lookalike.obs import ATTEMPTS, JOB_SECONDS, JOBS, NODES, QUEUE_DEPTH, get_logger
+from lookalike.obs import ATTEMPTS, JOB_SECONDS, JOBS, NODES, QUEUE_DEPTH, QUEUE_WAIT, get_logger
 
 log = get_logger("dispatch")
 
@@ -312,6 +312,7 @@ class Dispatcher:
                         node.running += 1
                         self._tenant_running[tenant] = self._tenant_running.get(tenant, 0) + 1
                     attempt = self.state.start_attempt(job.id, node.node_id)
+                    QUEUE_WAIT.labels(job.kind).observe(max(0.0, attempt.started_at - job.updated_at))
                     method, request = build(job, attempt)
                     ref = self.gateway.call.remote(node.address, method, request.SerializeToString(),
                                                    self.call_timeout_s, attempt.id)

@@ -206,8 +206,8 @@ class NodeProcess:
         self._info_args = (capabilities, slots)
         # The store is the coordinator's: learn it at registration, before serving anything.
         self.runtime = NodeRuntime(None, node_id=self.node_id, cache_dir=cache_dir)
-        init_node_metrics(self.node_id)
         self.servicer = NodeServicer(self.runtime)
+        init_node_metrics(self.node_id, slots=slots, busy=lambda: self.servicer.busy)
         self.server, self.port = make_server(
             listen, [(node_pb2_grpc.add_NodeServicer_to_server, self.servicer, "lookalike.v1.Node")], workers=16,
             interceptors=[NodeTokenGuard(settings.node_token)], tls=server_tls(settings),

@@ -32,8 +32,34 @@ JOBS = (
 )
 
 
+class _OneGpu:
+    """NVML's interface for one GPU at 40% and 3 GiB (the workload has no GPU; the collector is real)."""
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetCount(self):
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return i
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(gpu=40, memory=10)
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(used=3 << 30, total=80 << 30, free=77 << 30)
+
+
 def one_project(n: int) -> None:
     obs.NODES.set(len(NODES))
+    for node in NODES:
+        obs.NODE_SLOTS.labels(node).set(2)
+        obs.NODE_BUSY.labels(node).set(n % 3)
     obs.QUEUE_DEPTH.set(len(JOBS))
     for service, method in (
         ("Coordinator", "SubmitProject"),
@@ -48,6 +74,7 @@ def one_project(n: int) -> None:
             obs.JOB_SECONDS.labels(kind).observe(0.3)
             obs.ATTEMPTS.labels(kind, "failed").inc()
             obs.RPCS.labels("Node", "Render", "UNAVAILABLE").inc()
+        obs.QUEUE_WAIT.labels(kind).observe(0.1 * i)
         obs.JOB_SECONDS.labels(kind).observe(0.2 + 0.5 * i)
         obs.ATTEMPTS.labels(kind, "promoted").inc()
         obs.JOBS.labels(kind, "succeeded").inc()
@@ -64,6 +91,7 @@ def one_project(n: int) -> None:
 
 def main() -> int:
     port = obs.serve_metrics(0)
+    obs._register_gpu_collector("node-a", _OneGpu())
     print(json.dumps({"port": port}), flush=True)
     n = 0
     for line in sys.stdin:

@@ -18,7 +18,20 @@ METRICS = {
     "lookalike_projects_total": {"state"},
     "lookalike_bytes_stored_total": {"kind"},
     "lookalike_rpc_total": {"service", "method", "code"},
+    "lookalike_queue_wait_seconds_bucket": {"kind", "le"},
+    "lookalike_queue_wait_seconds_sum": {"kind"},
+    "lookalike_queue_wait_seconds_count": {"kind"},
+    "lookalike_node_slots": {"node"},
+    "lookalike_node_busy_slots": {"node"},
+    # Only where NVML finds a GPU (lookalike.obs.GpuCollector).
+    "lookalike_node_gpu_utilization_ratio": {"node", "gpu"},
+    "lookalike_node_gpu_memory_used_bytes": {"node", "gpu"},
+    # prometheus_client's own process collector.
+    "process_cpu_seconds_total": set(),
 }
+
+# Series that only GPU nodes export: on a CPU farm their panels are empty by design.
+GPU_ONLY = ("lookalike_node_gpu_",)
 
 # Values for Grafana's variables when a panel's query is run outside Grafana.
 GRAFANA_VARIABLES = {

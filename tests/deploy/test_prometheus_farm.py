@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 from conftest import DEPLOY
-from promql import GRAFANA_VARIABLES, panel_queries, rule_exprs, substitute, variable_queries
+from promql import GPU_ONLY, GRAFANA_VARIABLES, panel_queries, rule_exprs, substitute, variable_queries
 from promserver import running_prometheus
 from synth import make_clip
 
@@ -144,7 +144,13 @@ def test_every_dashboard_query_returns_data(run):
     # so a counter that moves once (one attempt of a kind) enters Prometheus at its final value, its
     # rate() reads 0 and a ratio of rates reads 0/0. tests/deploy/test_prometheus_queries.py checks
     # the values on a workload whose counters move between scrapes.
+    gpu_panels = [(w, e) for w, e in QUERIES if any(g in e for g in GPU_ONLY)]
+    assert gpu_panels, "the node dashboard lost its GPU panels"
     for where, expr in QUERIES:
+        if (where, expr) in gpu_panels:
+            # A CPU farm: NVML finds no GPU, so the series must be absent rather than faked.
+            assert not prom.query(substitute(expr, WINDOW)), f"{where}: GPU series on a farm without a GPU"
+            continue
         prom.assert_has_data(where, substitute(expr, WINDOW), finite=False)
 
 
