@@ -13,7 +13,7 @@ from synth import make_clip
 
 from lookalike.client import Client
 from lookalike.coordinator.state import open_state
-from lookalike.errors import JobError
+from lookalike.errors import JobError, StoreError
 from lookalike.nodes import media
 
 pytestmark = pytest.mark.slow
@@ -142,6 +142,17 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(where)], check=False)
 
 
+def _fill(path):
+    """Write zeros to `path` until its disk is full, for real."""
+    with open(path, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * (1 << 20))
+                fh.flush()
+        except OSError:
+            pass
+
+
 def test_a_full_store_disk_pauses_the_project_until_space_is_freed(tmp_path, sample, small_disk):
     """The folder store's disk fills up mid-render: the project pauses with the disk's error (no retries
     spent, no node blocklisted); once space is freed it resumes and its frames are a fault-free run's."""
@@ -151,21 +162,11 @@ def test_a_full_store_disk_pauses_the_project_until_space_is_freed(tmp_path, sam
     store = small_disk / "store"
     farm = Farm(tmp_path / "farm", store=str(store), nodes=2)
     filler = small_disk / "filler"
-
-    def fill():
-        with open(filler, "wb") as fh:
-            block = b"\0" * (1 << 20)
-            try:
-                while True:
-                    fh.write(block)
-                    fh.flush()
-            except OSError:
-                pass
-
     try:
         with Client(farm.address) as c:
             assert c.remake(path, out=tmp_path / "ref", chunk_frames=6).state == "done"
-        seen = ride_out_store_outage(farm, path, tmp_path / "faulty", fill, filler.unlink, chunk_frames=6)
+        seen = ride_out_store_outage(farm, path, tmp_path / "faulty", lambda: _fill(filler), filler.unlink,
+                                     chunk_frames=6)
         assert "No space left on device" in seen["paused"].error, seen["paused"].error
         assert "disk is not full" in seen["paused"].error  # the hint says what to check
         with _state(farm) as st:
@@ -175,3 +176,24 @@ def test_a_full_store_disk_pauses_the_project_until_space_is_freed(tmp_path, sam
         farm.close()
     a, b = _frames(tmp_path / "ref" / "final.mp4"), _frames(tmp_path / "faulty" / "final.mp4")
     assert a.shape[0] == truth["n_frames"] and np.array_equal(a, b), "the full disk changed the remake"
+
+
+def test_a_store_that_stays_full_fails_the_project_with_its_error_after_the_patience(tmp_path, sample, small_disk):
+    """Past LOOKALIKE_STORE_PATIENCE_S the project stops waiting: it fails, naming the disk's error."""
+    path, _ = sample
+    filler = small_disk / "filler"
+    farm = Farm(tmp_path / "farm", store=str(small_disk / "store"), nodes=1,
+                env={"LOOKALIKE_STORE_PATIENCE_S": "3"})
+    try:
+        with Client(farm.address) as c:
+            p = c.submit(path, chunk_frames=6)
+            for ev in c.watch(p.id):
+                if ev.stage == "rendering":
+                    break
+            _fill(filler)
+            with pytest.raises(StoreError) as info:
+                c.wait(p.id)
+            assert "No space left on device" in str(info.value), str(info.value)
+            assert c.project(p.id).state == "failed"
+    finally:
+        farm.close()
