@@ -209,6 +209,15 @@ def _subsample(img: Any, max_pixels: int) -> Any:
     return img[::step, ::step]
 
 
+_BOUNDS = {"exposure": (-8.0, 8.0), "contrast": (0.05, 20.0), "saturation": (1e-3, 20.0), "temperature": (-1.5, 1.5)}
+_LOG_KEYS = ("contrast", "saturation")  # solved as logarithms: factors stay positive, steps stay relative
+# Where the targets cannot all be met (see solve_grade), errors are traded in roughly CIELAB units:
+# a stop of exposure ~ 17 L*, a unit of contrast 20 L* of spread, of saturation 20 chroma, of
+# temperature 100 b*. So a temperature edit is not given up for a little saturation.
+_PERCEPTUAL = {"exposure": 30.0, "contrast": CONTRAST_REF_STD * 100.0, "saturation": SATURATION_REF_CHROMA,
+               "temperature": TEMPERATURE_SCALE}
+
+
 def solve_grade(
     img: Any,
     target_grade: Mapping[str, float],
@@ -216,43 +225,104 @@ def solve_grade(
     *,
     iterations: int = 12,
     max_pixels: int = 65536,
+    tolerance: float = 0.005,
 ) -> dict[str, float]:
     """The adjustments (for `apply_grade`) that move measure_grade(img) to `target_grade`.
 
     `strength` in [0, 1] blends from the picture's own look (0) to the target (1); keys missing from
-    the target are left as they are. Each parameter is updated from its own measured error each round
-    (exposure and temperature additively, contrast and saturation as ratios); the couplings between
-    them (clipping, chroma of the temperature shift) are weak, so a dozen rounds reach the target to
-    within measurement noise. Solved on a subsample of at most `max_pixels` pixels.
+    the target are left as they are. Two phases, on a subsample of at most `max_pixels` pixels:
+    1. each parameter updated from its own measured error (exposure and temperature additively,
+       contrast and saturation as ratios): on most pictures the couplings are weak and a few rounds
+       reach the target;
+    2. where they are not (saturated colours: shifting b* changes chroma, so "warmer" fights the
+       saturation; clipping near white), a joint Levenberg-Marquardt solve from the best point so far,
+       with a finite-difference Jacobian, so every measure moves toward its target together.
+    Returns the best adjustments found (smallest largest error), deterministic for a given input.
     """
     x = to_float(_subsample(img, max_pixels))
+    xp = get_xp(x)
     m0 = measure_grade(x)
     target = {k: m0[k] + strength * (float(target_grade[k]) - m0[k]) for k in GRADE_KEYS if k in target_grade}
     adj = dict(IDENTITY_GRADE)
-    adj["contrast_pivot"] = float(get_xp(x).mean(luma(x)))
+    adj["contrast_pivot"] = float(xp.mean(luma(x)))
     if not target:
         return adj
+    keys = [k for k in GRADE_KEYS if k in target]
+
+    def residual(a: dict[str, float]) -> tuple[np.ndarray, dict[str, float]]:
+        a["contrast_pivot"] = float(xp.mean(luma(adjust_exposure(x, a["exposure"]))))
+        m = measure_grade(apply_grade(x, a))
+        return np.array([m[k] - target[k] for k in keys]), a
+
+    weights = np.array([_PERCEPTUAL[k] for k in keys])
+    best_cost, best = np.inf, dict(adj)
     for _ in range(iterations):
-        exposed = adjust_exposure(x, adj["exposure"])
-        adj["contrast_pivot"] = float(get_xp(x).mean(luma(exposed)))
-        m = measure_grade(apply_grade(x, adj))
-        err = 0.0
-        if "exposure" in target:
-            d = target["exposure"] - m["exposure"]
-            adj["exposure"] = float(np.clip(adj["exposure"] + d, -8.0, 8.0))
-            err = max(err, abs(d))
-        for key, lo, hi in (("contrast", 0.05, 20.0), ("saturation", 0.0, 20.0)):
-            if key in target:
-                ratio = (max(target[key], 0.0) + 1e-3) / (max(m[key], 0.0) + 1e-3)
-                adj[key] = float(np.clip(adj[key] * ratio, lo, hi))
-                err = max(err, abs(target[key] - m[key]))
-        if "temperature" in target:
-            d = target["temperature"] - m["temperature"]
-            adj["temperature"] = float(np.clip(adj["temperature"] + d, -1.5, 1.5))
-            err = max(err, abs(d))
-        if err < 0.005:
+        r, adj = residual(adj)
+        cost = float(np.sum((weights * r) ** 2))
+        if cost < best_cost:
+            best_cost, best = cost, dict(adj)
+        if float(np.abs(r).max()) < tolerance:
+            return best
+        m = {k: target[k] + r[i] for i, k in enumerate(keys)}
+        for k in keys:
+            lo, hi = _BOUNDS[k]
+            if k in _LOG_KEYS:
+                ratio = (max(target[k], 0.0) + 1e-3) / (max(m[k], 0.0) + 1e-3)
+                adj[k] = float(np.clip(adj[k] * ratio, lo, hi))
+            else:
+                adj[k] = float(np.clip(adj[k] + target[k] - m[k], lo, hi))
+    return _refine(residual, weights, best, keys, iterations, tolerance)
+
+
+# Levenberg-Marquardt's restraint: past these free ranges (stops, log factors, temperature) each unit
+# of parameter costs _RESTRAINT (in _PERCEPTUAL's units), so where the targets conflict the solver
+# does not darken by 3 stops and saturate 20x to fake a mean; inside them it is free to be exact.
+_FREE = {"exposure": 1.5, "contrast": float(np.log(2.5)), "saturation": float(np.log(3.0)), "temperature": 0.5}
+_RESTRAINT = 8.0
+
+
+def _refine(residual, weights: np.ndarray, start: dict[str, float], keys: list[str], iterations: int,
+            tolerance: float) -> dict[str, float]:
+    """Levenberg-Marquardt over the grade parameters (logs of the factors), from `start`, on the
+    weighted errors plus a restraint toward the identity; `residual(adj)` gives (raw errors, adj)."""
+
+    def errors(q: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        raw, a = residual(to_adj(q))
+        excess = np.maximum(np.abs(q) - free, 0.0) * np.sign(q)
+        return raw, np.concatenate([weights * raw, _RESTRAINT * excess]), a
+
+    free = np.array([_FREE[k] for k in keys])
+
+    def to_adj(p: np.ndarray) -> dict[str, float]:
+        a = dict(start)
+        for i, k in enumerate(keys):
+            lo, hi = _BOUNDS[k]
+            a[k] = float(np.clip(np.exp(p[i]) if k in _LOG_KEYS else p[i], lo, hi))
+        return a
+
+    p = np.array([np.log(start[k]) if k in _LOG_KEYS else start[k] for k in keys], np.float64)
+    raw, r, best = errors(p)
+    cost, lam, h = float(r @ r), 1e-2, 1e-2
+    for _ in range(iterations):
+        if float(np.abs(raw).max()) < tolerance:
             break
-    return adj
+        jac = np.empty((len(r), len(keys)))
+        for j in range(len(keys)):
+            q = p.copy()
+            q[j] += h
+            jac[:, j] = (errors(q)[1] - r) / h
+        jtj, jtr = jac.T @ jac, jac.T @ r
+        for _ in range(6):  # raise the damping until a step lowers the cost
+            step = np.linalg.solve(jtj + lam * np.diag(np.diag(jtj) + 1e-9), -jtr)
+            raw_new, r_new, a_new = errors(p + step)
+            if float(r_new @ r_new) < cost:
+                p, raw, r, best, cost = p + step, raw_new, r_new, a_new, float(r_new @ r_new)
+                lam = max(lam / 3, 1e-6)
+                break
+            lam *= 4
+        else:
+            break
+    return best
 
 
 def match_grade(img: Any, target_grade: Mapping[str, float], strength: float = 1.0) -> Any:

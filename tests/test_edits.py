@@ -54,6 +54,11 @@ def test_chat_edit_rerenders_only_the_scene_it_touches(tmp_path, farm, sample):
         stub.GenerateScenes(coordinator_pb2.GenerateScenesRequest(project_id=p.id))
         c.wait(p.id)
         c.fetch_outputs(p.id, tmp_path / "v2")
+        # "Warmer" on this strongly blue scene: the grade solver must not trade it away for saturation.
+        stub.ChatPlan(coordinator_pb2.ChatPlanRequest(project_id=p.id, message="make scene 2 warmer"))
+        stub.GenerateScenes(coordinator_pb2.GenerateScenesRequest(project_id=p.id))
+        c.wait(p.id)
+        c.fetch_outputs(p.id, tmp_path / "v3")
     new_jobs = _render_jobs(farm, p.id, 2)
     assert new_jobs and {j.scene_index for j in new_jobs} == {1}
     a, b = _frames(tmp_path / "v1" / "final.mp4"), _frames(tmp_path / "v2" / "final.mp4")
@@ -64,6 +69,10 @@ def test_chat_edit_rerenders_only_the_scene_it_touches(tmp_path, farm, sample):
     assert bright(b[30:60]) > bright(a[30:60]) + 0.2
     plan = json.loads((tmp_path / "v2" / "plan.json").read_text())
     assert plan["scenes"][1]["grade"]["exposure"] > json.loads((tmp_path / "v1" / "plan.json").read_text())["scenes"][1]["grade"]["exposure"]
+    c3 = _frames(tmp_path / "v3" / "final.mp4")
+    warmth = lambda x: measure_grade(x.reshape(-1, x.shape[2], 3))["temperature"]  # noqa: E731
+    assert warmth(c3[30:60]) > warmth(b[30:60]) + 0.03, (warmth(b[30:60]), warmth(c3[30:60]))
+    assert np.array_equal(c3[:30], b[:30]) and np.array_equal(c3[60:], b[60:])
 
 
 def test_apply_effects_rpc_adds_grain_to_one_scene(tmp_path, farm, sample):

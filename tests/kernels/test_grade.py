@@ -139,3 +139,24 @@ def test_gpu_parity(picture: np.ndarray) -> None:
     u8 = G.to_uint8(picture)
     diff = np.abs(cp.asnumpy(G.adjust_exposure(cp.asarray(u8), 0.7)).astype(int) - G.adjust_exposure(u8, 0.7))
     assert diff.max() <= 1
+
+
+@pytest.mark.parametrize("shift", [0.1, 0.3, -0.1])
+def test_an_edit_on_a_saturated_picture_moves_its_way(shift: float) -> None:
+    """A strongly blue picture cannot get warmer at the same chroma with these controls: the solver
+    must still move temperature the asked way (at least half of it), keep the other measures close,
+    and stay with mild adjustments rather than faking the means at the parameter bounds."""
+    rng = np.random.default_rng(0)
+    img = np.clip(np.array([70, 110, 235], np.float32) + rng.normal(0, 25, (120, 160, 3)), 0, 255).astype(np.uint8)
+    base = G.measure_grade(img)
+    target = dict(base, temperature=base["temperature"] + shift)
+    adj = G.solve_grade(img, target)
+    got = G.measure_grade(G.apply_grade(img, adj))
+    moved = got["temperature"] - base["temperature"]
+    assert np.sign(moved) == np.sign(shift) and abs(moved) >= 0.5 * abs(shift), (moved, shift)
+    if abs(shift) <= 0.1:  # an ordinary "warmer"/"cooler": the rest of the look stays
+        assert abs(got["exposure"] - base["exposure"]) < 0.1
+        assert abs(got["saturation"] - base["saturation"]) < 0.1 * base["saturation"]
+        assert abs(got["contrast"] - base["contrast"]) < 0.15 * base["contrast"]
+    # Mild adjustments, never the bounds (exposure +-8, factors 0.05-20).
+    assert abs(adj["exposure"]) < 1.5 and 0.3 < adj["contrast"] < 3.0 and 0.2 < adj["saturation"] < 4.0, adj
