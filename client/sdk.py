@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from lookalike.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 from lookalike.errors import (
     CancelledError,
@@ -22,7 +23,6 @@ from lookalike.errors import (
     error_kind,
     from_grpc_code,
 )
-from lookalike.v1 import coordinator_pb2, coordinator_pb2_grpc
 
 CHUNK = 1 << 20
 _OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]

@@ -350,7 +350,7 @@ class Dispatcher:
                 self._waiting.pop(project_id, None)
                 self._stalled.discard(project_id)
                 self._changed.notify_all()
-            for job, attempt, node, _, _ in inflight.values():
+            for _job, _attempt, node, _, _ in inflight.values():
                 if node is not None:
                     self._release(node, tenant)
             if inflight:

@@ -36,7 +36,6 @@ class Farm:
 
     def __init__(self, home: Path, *, db: str | None = None, store: str | None = None, nodes: int = 2,
                  env: dict | None = None) -> None:
-        import json
 
         home.mkdir(parents=True, exist_ok=True)
         self.home = home

@@ -10,10 +10,9 @@ import uuid
 import numpy as np
 import pytest
 from farm import Farm, cli
-from synth import make_clip
-
 from lookalike.client import Client
 from lookalike.nodes import media
+from synth import make_clip
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -135,9 +134,8 @@ def test_the_s3_store_failing_mid_project_pauses_it_and_loses_nothing(tmp_path, 
     """The S3 store goes away under a running project (every connection cut, new ones refused): the
     project pauses and says why, spends no retries and blames no node; when the store is back it
     resumes and its frames are those of a fault-free run."""
-    from faultproxy import FaultProxy
     from farm import check_jobs_intact, ride_out_store_outage
-
+    from faultproxy import FaultProxy
     from lookalike.coordinator.state import open_state
 
     path, truth = sample

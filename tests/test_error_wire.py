@@ -7,8 +7,8 @@ from concurrent import futures
 
 import grpc
 import pytest
-
 from lookalike.client.sdk import Client
+
 from lookalike.errors import StoreError, UnreachableError, error_kind, from_grpc_code
 from lookalike.grpcutil import mapped
 

@@ -9,12 +9,12 @@ import time
 import numpy as np
 import pytest
 from farm import Farm, cli
-from synth import make_clip
-
 from lookalike.client import Client
 from lookalike.coordinator.state import open_state
-from lookalike.errors import JobError, StoreError
 from lookalike.nodes import media
+from synth import make_clip
+
+from lookalike.errors import JobError, StoreError
 
 pytestmark = pytest.mark.slow
 
