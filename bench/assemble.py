@@ -9,10 +9,11 @@ shorter), a music bed and a voice-over, mixed with the music ducked under the vo
 to -14 LUFS. Every way writes an H.264 (crf 18, veryfast) + AAC MP4 with faststart.
 
 - ours: what the assemble step does. Scenes arrive as closed-GOP segments from the render jobs,
-  scene-aligned, with the dissolve's frame range its own job: the dissolve frames are rendered by
-  nodes.edit.transition_range from the two scene clips' handles and encoded alone; everything else
-  is remuxed by nodes.media.concat_segments (no re-encode). Audio: nodes.mix.mix_timeline (duck,
-  loudness, true peak) once over the whole timeline, then nodes.media.write_audio.
+  scene-aligned, with the dissolve's frame range its own job: the dissolve frames are streamed by
+  nodes.edit.iter_transition from the two scene clips' handles into their own encode; everything
+  else is remuxed by nodes.media.concat_segments (no re-encode). Audio (its own job on a farm, so
+  done first here): nodes.mix.mix_timeline (duck, loudness, true peak) once over the whole
+  timeline, then nodes.media.write_audio.
 - ffmpeg: one command line over the whole scene clips: concat + xfade=fade + concat, and
   sidechaincompress (the duck) + amix + loudnorm=I=-14:TP=-1, encoding every frame.
 - MoviePy 2: VideoFileClip per scene, CrossFadeIn on scene 3 composited over scene 2's tail,
@@ -114,24 +115,21 @@ def _read_wav(path: Path) -> np.ndarray:
 
 def run_ours(d: Path, scenes: int, n: int, dissolve: int) -> None:
     from lookalike.nodes import media
-    from lookalike.nodes.edit import transition_range
+    from lookalike.nodes.edit import iter_transition
     from lookalike.nodes.mix import mix_timeline
 
+    # The soundtrack first (on a farm it is its own job): its buffers are gone before video starts.
+    mixed = mix_timeline(_read_wav(d / "music.wav"), _read_wav(d / "voice.wav")[0], rate=RATE)
+    media.write_audio(d / "ours_mix.m4a", mixed, RATE)
+    del mixed
+    # The dissolve streams from the two clips' handles into the encoder, one frame at a time.
     trans = d / "ours_dissolve.mp4"
-    frames = transition_range(
-        d / "scene1.mp4",
-        d / "scene2.mp4",
-        {"kind": "dissolve", "frames": dissolve},
-        0,
-        dissolve,
-        outgoing_first=n - dissolve,
-    )
-    with media.SegmentWriter(
-        trans, width=frames[0].shape[1], height=frames[0].shape[0], fps=Fraction(FPS)
-    ) as w:
+    frames = iter_transition(d / "scene1.mp4", d / "scene2.mp4", {"kind": "dissolve", "frames": dissolve}, 0,
+                             dissolve, outgoing_first=n - dissolve)
+    info = media.probe(d / "scene1.mp4")
+    with media.SegmentWriter(trans, width=info.width, height=info.height, fps=Fraction(FPS)) as w:
         for f in frames:
             w.write(f)
-    del frames
     segs = [
         d / "scene0.mp4",
         d / "seg1.mp4",
@@ -139,8 +137,6 @@ def run_ours(d: Path, scenes: int, n: int, dissolve: int) -> None:
         d / "seg2.mp4",
         *(d / f"scene{k}.mp4" for k in range(3, scenes)),
     ]
-    mixed = mix_timeline(_read_wav(d / "music.wav"), _read_wav(d / "voice.wav")[0], rate=RATE)
-    media.write_audio(d / "ours_mix.m4a", mixed, RATE)
     media.concat_segments(segs, d / "ours.mp4", audio_path=d / "ours_mix.m4a")
 
 

@@ -748,6 +748,23 @@ def transition_range(
     Transition frame i blends outgoing frame outgoing_first + i with incoming frame incoming_first
     + i at t = (i + 0.5) / n. Both clips must decode to the same size (or pass `size`).
     """
+    return list(iter_transition(outgoing, incoming, transition, start, end, outgoing_first=outgoing_first,
+                                incoming_first=incoming_first, size=size))
+
+
+def iter_transition(
+    outgoing: str | os.PathLike[str],
+    incoming: str | os.PathLike[str],
+    transition: Mapping[str, Any],
+    start: int,
+    end: int,
+    *,
+    outgoing_first: int = 0,
+    incoming_first: int = 0,
+    size: tuple[int, int] | None = None,
+) -> Iterator[Frame]:
+    """transition_range's frames one at a time, for streaming into an encoder: every input is checked
+    before this returns, and only one frame of each clip is held at a time."""
     from lookalike.nodes import media
 
     kind, n, params = _check_transition(transition)
@@ -767,15 +784,20 @@ def transition_range(
                 f"{Path(info.path).name}, which has {info.n_frames} frames",
                 hint="give the clips handles as long as the transition",
             )
+    return _transition_frames(outgoing, incoming, kind, n, params, start, end, outgoing_first, incoming_first, size)
+
+
+def _transition_frames(outgoing, incoming, kind, n, params, start, end, outgoing_first, incoming_first,
+                       size) -> Iterator[Frame]:
+    from lookalike.nodes import media
+
     if start == end:
-        return []
+        return
     a = media.iter_frames(str(outgoing), outgoing_first + start, outgoing_first + end, size=size)
     b = media.iter_frames(str(incoming), incoming_first + start, incoming_first + end, size=size)
-    out = []
     with _bad_input("transition"):
         for i, ((_, _, fa), (_, _, fb)) in enumerate(zip(a, b, strict=True), start=start):
-            out.append(ktrans.apply(kind, fa, fb, ktrans.progress(i, n), **params))
-    return out
+            yield ktrans.apply(kind, fa, fb, ktrans.progress(i, n), **params)
 
 
 def transition_from_analysis(transition_in: Mapping[str, Any]) -> dict[str, Any] | None:
