@@ -666,18 +666,30 @@ class SetMusic(PlanOp):
     name: ClassVar[str] = "set_music"
     doc: ClassVar[str] = (
         "Change the music of the whole video: an absolute tempo_bpm or a tempo_factor (1.1 = 10% "
-        "faster), the key (e.g. 'A minor'), the loudness target in LUFS."
+        "faster), the key (e.g. 'A minor'), the loudness target in LUFS, the provider that makes it "
+        "(local synthesis, elevenlabs) and its model."
     )
     tempo_bpm: float | None = _f("beats per minute", None, min=30.0, max=300.0)
     tempo_factor: float | None = _f("tempo multiplier", None, min=0.25, max=4.0)
     key: str | None = _f("musical key", None, pattern=_KEY_RE.pattern, form="'A minor' or 'C# major'")
     lufs: float | None = _f("integrated loudness target", None, min=-40.0, max=-6.0)
+    provider: str | None = _f(
+        "music provider name, e.g. local or elevenlabs",
+        None,
+        pattern=_NAME_RE.pattern,
+        form="a lower-case name like 'elevenlabs'",
+    )
+    model: str | None = _f("model name at that provider", None, min_len=1, max_len=100)
 
     def _check(self) -> None:
         if self.tempo_bpm is not None and self.tempo_factor is not None:
             raise InputError(f"{self.name}: give tempo_bpm or tempo_factor, not both")
-        if all(getattr(self, k) is None for k in ("tempo_bpm", "tempo_factor", "key", "lufs")):
-            raise InputError(f"{self.name}: give at least one of tempo_bpm, tempo_factor, key, lufs")
+        if self.model is not None and self.provider is None:
+            raise InputError(f"{self.name}: a model needs the provider it belongs to")
+        if all(getattr(self, k) is None for k in ("tempo_bpm", "tempo_factor", "key", "lufs", "provider")):
+            raise InputError(
+                f"{self.name}: give at least one of tempo_bpm, tempo_factor, key, lufs, provider"
+            )
 
     def _apply(self, plan: dict) -> None:
         music = plan.setdefault("music", {})
@@ -695,6 +707,10 @@ class SetMusic(PlanOp):
             music["key"] = self.key
         if self.lufs is not None:
             music["lufs"] = self.lufs
+        if self.provider is not None:
+            # The provider's default model unless one is given: another provider's model means nothing to it.
+            music["provider"] = self.provider
+            music["model"] = self.model or ""
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,43 @@
 """From an analysis to a plan: one entry per sample scene, in the plan.json format.
 
 Plain dictionaries in and out (the documents of DESIGN.md); no media work happens here.
+
+Sound effects go where the sample has them (`sfx_events`): at an onset of the sample's audio that
+is strong, stands alone, and is neither speech nor part of a rhythm:
+
+- strong: at least SFX_MIN_STRENGTH times the median of the onset envelope (a steady click track's
+  onsets measure ~3, the effects in Big Buck Bunny's first 30 s 11.7 to 38);
+- not speech: outside the speech segments (a word's onset is the voice-over's business, and an
+  effect on a word is heard as a glitch); an effect the classifier mistook for speech is missed
+  rather than a click put on a word;
+- not part of a rhythm: fewer than SFX_RUN_MIN other onsets of at least half its strength within
+  +-SFX_RUN_WINDOW_S. A beat has its neighbours (the remake's music supplies its own pulse), so do
+  syllables and drum fills; an effect stands alone. A pulse slower than ~55 BPM has too few
+  neighbours and reads as separate hits;
+- not within SFX_EDGE_S of the start (the onset envelope has no past there), at least
+  SFX_MIN_GAP_S from a stronger one, and at most SFX_MAX_PER_MINUTE, the strongest kept.
+
+The time is the onset's measured attack (`attack_s`, nodes.onset_spectrum), else its envelope time.
+The kind comes from what arrives there (`centroid_hz`): under SFX_BRIGHT_HZ a low thump, the
+`hit`; above, a bright transient, the `click`.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+from typing import Any
 
 PLAN_SCHEMA = "lookalike.plan/1"
+
+SFX_MIN_STRENGTH = 6.0
+SFX_RUN_WINDOW_S = 2.0
+SFX_RUN_MIN = 3
+SFX_EDGE_S = 0.1
+SFX_SPEECH_MARGIN_S = 0.05  # an onset's envelope time can lead the speech segment it opens
+SFX_MIN_GAP_S = 0.25
+SFX_MAX_PER_MINUTE = 60
+SFX_BRIGHT_HZ = 1500.0
 
 
 def scene_seed(project_seed: int, index: int) -> int:
@@ -56,12 +85,70 @@ def _camera(scene: dict, n: int) -> dict:
     return cam
 
 
-def make_plan(analysis: dict, *, seed: int = 0, provider: str = "local") -> dict:
-    """The first plan of a project: every scene keeps the sample's duration, cut, camera and colour."""
+def sfx_events(audio: dict[str, Any], duration_s: float | None = None) -> list[dict[str, Any]]:
+    """The sample's sound effects, [{"at_s", "kind", "strength"}] in time order (rule: module doc)."""
+    onsets = [o for o in audio.get("onsets") or [] if o.get("t_s") is not None]
+    speech = [
+        (float(g["start_s"]) - SFX_SPEECH_MARGIN_S, float(g["end_s"]))
+        for g in audio.get("segments") or []
+        if g.get("kind") == "speech"
+    ]
+    times = [float(o.get("attack_s", o["t_s"])) for o in onsets]
+    strengths = [float(o.get("strength") or 0.0) for o in onsets]
+    picked: list[dict[str, Any]] = []
+    for i, (t, st) in enumerate(zip(times, strengths, strict=True)):
+        if st < SFX_MIN_STRENGTH or t < SFX_EDGE_S or (duration_s is not None and t >= duration_s):
+            continue
+        if any(a <= float(onsets[i]["t_s"]) < b or a <= t < b for a, b in speech):
+            continue
+        peers = sum(
+            1
+            for j, (u, su) in enumerate(zip(times, strengths, strict=True))
+            if j != i and abs(u - t) <= SFX_RUN_WINDOW_S and su >= 0.5 * st
+        )
+        if peers >= SFX_RUN_MIN:
+            continue
+        bright = float(onsets[i].get("centroid_hz") or 0.0) >= SFX_BRIGHT_HZ
+        picked.append({"at_s": round(t, 4), "kind": "click" if bright else "hit", "strength": st})
+    kept: list[dict[str, Any]] = []
+    for ev in sorted(picked, key=lambda e: -e["strength"]):
+        if all(abs(ev["at_s"] - k["at_s"]) >= SFX_MIN_GAP_S for k in kept):
+            kept.append(ev)
+    span = duration_s if duration_s else max((e["at_s"] for e in kept), default=0.0)
+    cap = max(1, int(SFX_MAX_PER_MINUTE * span / 60.0 + 0.5))
+    return sorted(kept[:cap], key=lambda e: e["at_s"])
+
+
+def _scene_sfx(events: list[dict[str, Any]], start_s: float, end_s: float) -> list[dict[str, Any]]:
+    """The plan entries (like plan_ops.AddSfx's) of the events in [start_s, end_s)."""
+    return [
+        {
+            "sound": e["kind"],
+            "offset_s": round(e["at_s"] - start_s, 4),
+            "gain_db": 0.0,
+            "source": "sample_onset",
+        }
+        for e in events
+        if start_s <= e["at_s"] < end_s
+    ]
+
+
+def make_plan(
+    analysis: dict, *, seed: int = 0, provider: str = "local", music_provider: str | None = None
+) -> dict:
+    """The first plan of a project: every scene keeps the sample's duration, cut, camera and colour;
+    sound effects at the sample's (`sfx_events`); music at the sample's tempo, key and loudness from
+    `music_provider` (None: the rendering node's configured one, LOOKALIKE_MUSIC_PROVIDER, local
+    unless set)."""
     source = analysis["source"]
+    audio = analysis.get("audio") or {}
+    fps = float(source["fps"])
+    events = sfx_events(audio, source.get("duration_s"))
     scenes = []
     for s in analysis["scenes"]:
         n = s["end_frame"] - s["start_frame"]
+        start_s = s["start_s"] if s.get("start_s") is not None else s["start_frame"] / fps
+        end_s = s["end_s"] if s.get("end_s") is not None else s["end_frame"] / fps
         scenes.append(
             {
                 "index": s["index"],
@@ -83,10 +170,13 @@ def make_plan(analysis: dict, *, seed: int = 0, provider: str = "local") -> dict
                 "model": "compositor-1",
                 "seed": scene_seed(seed, s["index"]),
                 "effects": [],
-                "audio": {"music_section": s["index"], "voice_lines": [], "sfx": []},
+                "audio": {
+                    "music_section": s["index"],
+                    "voice_lines": [],
+                    "sfx": _scene_sfx(events, float(start_s), float(end_s)),
+                },
             }
         )
-    audio = analysis.get("audio") or {}
     return {
         "schema": PLAN_SCHEMA,
         "version": 1,
@@ -99,7 +189,15 @@ def make_plan(analysis: dict, *, seed: int = 0, provider: str = "local") -> dict
             "n_frames": source["n_frames"],
             "duration_s": source["duration_s"],
         },
-        "music": {"tempo_bpm": audio.get("tempo_bpm"), "key": audio.get("key"), "lufs": audio.get("lufs")},
+        # Like a scene's provider/model: who makes the music (local, elevenlabs; None: the node's
+        # setting) and the model ("": the provider's default); fallback in the node's order.
+        "music": {
+            "tempo_bpm": audio.get("tempo_bpm"),
+            "key": audio.get("key"),
+            "lufs": audio.get("lufs"),
+            "provider": music_provider,
+            "model": "",
+        },
         "scenes": scenes,
         "next_scene_id": len(scenes),
     }

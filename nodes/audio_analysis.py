@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from lookalike.kernels import audio_features as af
 from lookalike.nodes import media
+from lookalike.nodes.onset_spectrum import onset_details
 from lookalike.nodes.transcribe import SPEECH_RATE, SpeechAudio, Transcriber, build_transcriber
 
 from lookalike.errors import ConfigError, ProviderError
@@ -79,7 +80,7 @@ def audio_section(path: str, *, transcriber: Transcriber | None | Any = _DEFAULT
     with clock("key"):
         doc["key"] = af.estimate_key(y, rate)
     with clock("onsets"):
-        doc["onsets"] = af.onsets(y, rate)
+        doc["onsets"] = onset_details(y, rate, af.onsets(y, rate))  # + attack_s, centroid_hz
     with clock("segments"):
         doc["segments"] = af.sound_segments(y, rate)
     with clock("loudness"):

@@ -223,3 +223,103 @@ def _master(x: np.ndarray, rate: int, target_lufs: float) -> np.ndarray:
     if tp > TRUE_PEAK_CEILING_DB:  # the last gain step left a peak over: trade a little loudness
         x = x * 10 ** ((_LIMIT_TO_DB - tp) / 20)
     return x.astype(np.float32)
+
+
+# ---------------------------------------------------------------- fitting music made elsewhere
+
+_STRETCH_BLOCK = 512  # output frames per block of the phase vocoder
+
+
+def time_stretch(x: np.ndarray, factor: float, *, n_fft: int = 2048, hop: int = 512) -> np.ndarray:
+    """`x` ((channels, n) or (n,)) played `factor` times as fast at the same pitch: a phase vocoder.
+
+    Length round(n / factor). Each output frame takes the magnitudes interpolated between the two
+    input frames around its position and advances each bin's phase by that bin's measured frequency,
+    so tones keep their pitch; drums smear a little (a 2048-point window, 43 ms at 48 kHz), which is
+    why callers keep the factor near 1.
+    """
+    if not factor > 0:
+        raise InputError(f"time-stretch factor {factor} is not positive", hint="pass a factor above 0")
+    a = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    n = a.shape[-1]
+    n_out = int(round(n / factor))
+    shape = np.shape(x)[:-1] + (n_out,)
+    if n_out == 0:
+        return np.zeros(shape)
+    if n < n_fft:  # shorter than one window: nothing to hear a pitch in, resample it
+        return signal.resample(a, n_out, axis=-1).reshape(shape)
+    window = np.hanning(n_fft)
+    n_frames = 1 + (n + n_fft // 2 * 2 + hop - n_fft) // hop
+    # One zero frame past the last, so every step has the frame after it.
+    pad = np.pad(a, ((0, 0), (n_fft // 2, n_frames * hop + n_fft - n - n_fft // 2)))
+    steps = np.arange(0.0, n_frames, factor)
+    expected = 2 * np.pi * hop * np.arange(n_fft // 2 + 1) / n_fft  # each bin's phase advance per hop
+    out = np.zeros((a.shape[0], n_fft + hop * (len(steps) - 1)))
+    phase = None
+    # In blocks of output frames, so a five-minute piece never holds its whole spectrogram at once.
+    for b0 in range(0, len(steps), _STRETCH_BLOCK):
+        st = steps[b0 : b0 + _STRETCH_BLOCK]
+        i = st.astype(np.int64)
+        lo = int(i[0])
+        idx = np.arange(n_fft)[None, :] + hop * np.arange(lo, int(i[-1]) + 2)[:, None]
+        spec = np.fft.rfft(pad[:, idx] * window, axis=-1)  # (channels, frames, bins)
+        mag, ang = np.abs(spec), np.angle(spec)
+        j = i - lo
+        if phase is None:
+            phase = ang[:, 0]
+        # Each bin's phase advances by its measured frequency between the two frames around a step.
+        dphi = ang[:, j + 1] - ang[:, j] - expected
+        advance = expected + (dphi - 2 * np.pi * np.round(dphi / (2 * np.pi)))
+        run = np.cumsum(advance, axis=1)
+        phases = phase[:, None] + np.concatenate([np.zeros_like(run[:, :1]), run[:, :-1]], axis=1)
+        phase = phase + run[:, -1]
+        frac = (st - i)[None, :, None]
+        frames = ((1 - frac) * mag[:, j] + frac * mag[:, j + 1]) * np.exp(1j * phases)
+        chunks = np.fft.irfft(frames, n_fft, axis=-1) * window
+        for k in range(len(st)):
+            at = (b0 + k) * hop
+            out[:, at : at + n_fft] += chunks[:, k]
+    # Overlap-add normalized by the summed squared window (constant away from the two ends).
+    norm = np.zeros(out.shape[-1])
+    for k in range(len(steps)):
+        norm[k * hop : k * hop + n_fft] += window**2
+    out = out / np.maximum(norm, 1e-3 * norm.max())
+    out = out[:, n_fft // 2 : n_fft // 2 + n_out]
+    if out.shape[-1] < n_out:
+        out = np.pad(out, ((0, 0), (0, n_out - out.shape[-1])))
+    return out.reshape(shape)
+
+
+def fit_length(
+    x: np.ndarray, n: int, rate: int, *, period_s: float | None = None, crossfade_s: float = 0.25
+) -> np.ndarray:
+    """`x` ((channels, m) or (m,)) made exactly `n` samples long: cut (with a 50 ms fade-out) or looped.
+
+    A loop repeats the piece's first hop + crossfade samples every hop, each repeat crossfaded into
+    the previous one (equal power, `crossfade_s`); with `period_s` (the beat period) the hop is a
+    whole number of beats, so the pulse runs on unbroken across the seams.
+    """
+    a = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    m = a.shape[-1]
+    if m == 0:
+        raise InputError("no music to fit to the timeline", hint="render the music again")
+    shape = np.shape(x)[:-1] + (n,)
+    if m >= n:
+        out = a[:, :n].copy()
+        if m > n:
+            fade = min(n, int(round(0.05 * rate)))
+            out[:, n - fade :] *= np.linspace(1.0, 0.0, fade)
+        return out.reshape(shape)
+    xf = min(int(round(crossfade_s * rate)), m // 4)
+    hop = m - xf
+    if period_s and period_s * rate <= hop:
+        hop = int(round(np.floor(hop / (period_s * rate)) * period_s * rate))
+    ramp = np.linspace(0.0, 0.5 * np.pi, xf)
+    out = np.zeros((a.shape[0], n + hop + xf))
+    for k, at in enumerate(range(0, n, hop)):
+        piece = a[:, : hop + xf].copy()
+        if k:
+            piece[:, :xf] *= np.sin(ramp)
+        piece[:, hop:] *= np.cos(ramp)
+        out[:, at : at + hop + xf] += piece
+    return out[:, :n].reshape(shape)

@@ -158,6 +158,65 @@ class NodeRuntime:
                 )
             return self._subjects[cache_key]
 
+    def generate_scene(self, scene: dict, fmt: Format, output_key: str, *, subject_key: str = "", seed: int = 0,
+                       subject_seed: int = 0, sample_key: str = "") -> dict:
+        """A provider scene's footage, generated once (with the provider's fallback order) and put in the
+        store under `output_key`, so that every node rendering one of its ranges conforms the same clip
+        and the provider is paid once. A fallback to the compositor stores nothing: the ranges render
+        locally, as the fallback would have."""
+        from lookalike.nodes import providers
+
+        hub = providers.hub_for(self.provider_settings or providers.ProviderSettings())
+        source = self._scene_source(scene, fmt, sample_key) if _video_to_video(scene) else None
+        clip = hub.scene_clip(scene, width=fmt.width, height=fmt.height, fps=float(fmt.fps),
+                              subject_rgba=self._subject(subject_key, subject_seed), seed=seed, source_video=source)
+        record = clip.record.to_dict()
+        if clip.clip is None:
+            return {"key": "", "provider": clip.provider, "record": record}
+        self.store.put_file(output_key, clip.clip.path)
+        BYTES_STORED.labels("clip").inc(os.path.getsize(clip.clip.path))
+        return {"key": output_key, "provider": clip.provider, "record": record}
+
+    def _scene_source(self, scene: dict, fmt: Format, sample_key: str):
+        """The sample's frames of this scene as a small H.264 clip (at most 1280 px wide), for a
+        video-to-video provider to restyle."""
+        import hashlib
+        from pathlib import Path
+
+        from lookalike.nodes import media
+
+        if not sample_key:
+            raise InputError(f"scene {scene.get('index')} asks for video-to-video but no sample was given")
+        s0, s1 = int(scene["start_frame"]), int(scene["end_frame"])
+        scale = min(1.0, 1280 / fmt.width)
+        w, h = 2 * round(fmt.width * scale / 2), 2 * round(fmt.height * scale / 2)
+        name = hashlib.sha256(json.dumps([sample_key, s0, s1, w, h]).encode()).hexdigest()[:24]
+        dest = Path(self.cache_dir) / "sources" / f"{name}.mp4"
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_suffix(".part.mp4")
+            with media.SegmentWriter(tmp, width=w, height=h, fps=fmt.fps, crf=23) as out:
+                for _, _, f in media.iter_frames(self.local(sample_key), s0, s1, size=(w, h)):
+                    out.write(f)
+            os.replace(tmp, dest)
+        return dest
+
+    def _clip(self, scene: dict, fmt: Format):
+        """The stored provider clip of a scene, conformed to it (cached: the grade is solved once)."""
+        from lookalike.nodes.providers.conform import ConformedClip
+
+        key = ("clip", json.dumps(scene, sort_keys=True), fmt.width, fmt.height)
+        with self._lock:
+            c = self._renderers.get(key)
+        if c is None:
+            c = ConformedClip(self.local(scene["clip_key"]), scene, fmt.width, fmt.height,
+                              provider=str(scene.get("provider") or "provider"))
+            with self._lock:
+                if len(self._renderers) > 8:
+                    self._renderers.clear()
+                self._renderers[key] = c
+        return c
+
     def _renderer(self, scene: dict, fmt: Format, subject_key: str, seed: int, subject_seed: int):
         from lookalike.nodes import generate
 
@@ -207,6 +266,9 @@ class NodeRuntime:
             frames: Iterable[np.ndarray] = (
                 f for _, _, f in media.iter_frames(self.local(sample_key), start, end, size=(fmt.width, fmt.height))
             )
+        elif scene.get("clip_key"):
+            # Generated once for the whole farm by a generate_scene job: every node conforms the same file.
+            frames = self._clip(scene, fmt).frames(start, end)
         elif scene.get("provider", "local") != "local":
             from lookalike.nodes import providers
 
@@ -331,14 +393,16 @@ class NodeRuntime:
         self, plan: dict, analysis_doc: dict, output_key: str, *, duration_s: float, seed: int = 0,
         keep_audio: bool = False, sample_key: str = "",
     ) -> dict:
-        """The whole timeline's audio, rendered once: a new music bed at the sample's tempo and
-        loudness (or, behind keep_audio, the sample's own track)."""
+        """The whole timeline's audio, rendered once: a music bed from the plan's music provider (local
+        synthesis unless the plan or this node's settings choose another; fallback in the configured
+        order) at the sample's tempo, key and loudness, with the plan's voice lines and sound effects
+        mixed over it (or, behind keep_audio, the sample's own track)."""
         import pyloudnorm
-
-        from lookalike.nodes import media, music
+        from lookalike.nodes import media, providers
 
         rate = 48000
         audio = analysis_doc.get("audio") or {}
+        music_done: dict = {}
         if keep_audio and sample_key:
             got = media.read_audio(self.local(sample_key), rate=rate, mono=False)
             if got is None:
@@ -350,15 +414,20 @@ class NodeRuntime:
             target = m.get("lufs") if m.get("lufs") is not None else audio.get("lufs")
             target = -16.0 if target is None or not np.isfinite(target) else float(np.clip(target, -40.0, -6.0))
             sections = [s["start_s"] for s in plan.get("scenes", [])[1:] if s.get("start_s") is not None]
-            samples = music.render_music(
-                duration_s,
-                m.get("tempo_bpm") or audio.get("tempo_bpm") or 120.0,
-                rate=rate,
+            hub = providers.hub_for(self.provider_settings or providers.ProviderSettings())
+            request = providers.MusicRequest(
+                duration_s=float(duration_s),
+                out_dir=Path(tempfile.mkdtemp(dir=self.cache_dir)),
+                tempo_bpm=m.get("tempo_bpm") or audio.get("tempo_bpm") or 120.0,
                 key=m.get("key") or audio.get("key"),
-                target_lufs=target,
+                section_starts_s=tuple(float(t) for t in sections),
+                prompt=str(m.get("prompt") or ""),
                 seed=seed,
-                section_starts_s=tuple(sections),
+                target_lufs=target,
+                model=str(m.get("model") or ""),
             )
+            samples, record, conform = providers.music_track(hub, request, rate=rate, provider=m.get("provider"))
+            music_done = {**record.to_dict(), "conform": conform}
             lines, events = _voice_and_sfx(plan)
             if lines or events:
                 samples = self._mix(samples, lines, events, duration_s, rate, target, seed)
@@ -372,7 +441,8 @@ class NodeRuntime:
             self._put(output_key, tmp, "audio")
         finally:
             os.unlink(tmp)
-        return {"key": output_key, "lufs": lufs, "peak_db": peak, "duration_s": samples.shape[-1] / rate}
+        return {"key": output_key, "lufs": lufs, "peak_db": peak, "duration_s": samples.shape[-1] / rate,
+                "music": music_done}
 
     def _mix(self, music_track, lines, events, duration_s: float, rate: int, target: float, seed: int):
         """Voice lines and sound effects over the music, ducked and mastered once for the timeline."""
@@ -425,8 +495,9 @@ class NodeRuntime:
     def assemble(self, segment_keys: list[str], audio_key: str, output_key: str, expected_frames: int,
                  *, plan: dict | None = None, analysis_doc: dict | None = None, formats: tuple[str, ...] = (),
                  resolution: str = "", aspect: str = "") -> dict:
-        from lookalike.errors import JobError
         from lookalike.nodes import media
+
+        from lookalike.errors import JobError
 
         paths = [self.local(k) for k in segment_keys]
         audio = self.local(audio_key) if audio_key else None
@@ -445,11 +516,15 @@ class NodeRuntime:
         return {"key": output_key, "n_frames": info.n_frames, "bytes": size, "info": media_info_dict(info),
                 "outputs": outputs}
 
-    def score(self, sample_key: str, output_key: str, analysis_doc: dict, plan: dict) -> dict:
+    def score(self, sample_key: str, output_key: str, analysis_doc: dict, plan: dict,
+              output_analysis: dict | None = None) -> dict:
+        """similarity.json of the output against the sample. With `output_analysis` (merged from range
+        jobs: analyze_range/analyze_audio/merge_analysis on `output_key`) the output is not analysed
+        again here; the document is the same either way."""
         from lookalike.nodes import score
 
         return score.score(self.local(sample_key), self.local(output_key), analysis_doc, plan,
-                           config=self.score_config)
+                           output_analysis=output_analysis, config=self.score_config)
 
 
 def _crosses(scene: dict, prev_scene: dict | None, next_scene: dict | None, start: int, end: int) -> bool:
@@ -461,7 +536,9 @@ def _crosses(scene: dict, prev_scene: dict | None, next_scene: dict | None, star
     return nin.get("kind") in ("dissolve", "fade") and end > int(nin.get("start_frame", 1 << 30))
 
 
-_SFX_KINDS = {"whoosh": "whoosh", "swoosh": "whoosh", "riser": "riser", "rise": "riser"}
+# Plan sound names (add_sfx takes any word) onto the effect kinds the providers make; the rest are hits.
+_SFX_KINDS = {"whoosh": "whoosh", "swoosh": "whoosh", "riser": "riser", "rise": "riser",
+              "click": "click", "tick": "click", "snap": "click", "clap": "click"}
 
 
 def _voice_and_sfx(plan: dict) -> tuple[list[dict], list[dict]]:
@@ -500,3 +577,10 @@ def media_info_dict(info) -> dict:
         "variable_frame_rate": info.variable_frame_rate,
     }
     return d
+
+
+def _video_to_video(scene: dict) -> bool:
+    """Does the scene's provider model restyle the sample's footage (rather than start from an image)?"""
+    from lookalike.nodes.providers.runway import VIDEO_MODELS
+
+    return scene.get("provider") == "runway" and scene.get("model") in VIDEO_MODELS

@@ -11,7 +11,7 @@ The node calls `generate_scene(scene, start, end, width, height, fps, subject_rg
 need the `providers` extra (`pip install 'lookalike[providers]'`) and a key setting.
 """
 
-from .audio import sfx_track, voice_track
+from .audio import conform_music, music_track, sfx_track, voice_track
 from .base import (
     EMOTIONS,
     SFX_KINDS,
@@ -62,8 +62,10 @@ __all__ = [
     "VoiceProvider",
     "VoiceRequest",
     "check_clip",
+    "conform_music",
     "generate_scene",
     "hub_for",
+    "music_track",
     "poll",
     "sfx_track",
     "synth_sfx",

@@ -69,6 +69,7 @@ class VideoRequest:
     style_prompt: str = ""
     timeout_s: float = 900.0
     deadline: float | None = None  # set by TimeLimit: an absolute time on the provider's clock
+    source_video: Path | None = None  # the sample scene's own footage, for video-to-video models
 
     @property
     def duration_s(self) -> float:
@@ -121,7 +122,7 @@ class MusicRequest:
     deadline: float | None = None
 
 
-SFX_KINDS = ("whoosh", "hit", "riser")
+SFX_KINDS = ("whoosh", "hit", "riser", "click")
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,13 @@ class SfxRequest:
 
 @dataclass(frozen=True)
 class AudioResult:
-    """float32 samples: shape (n,) for voice and SFX, (2, n) for music; `rate` in Hz."""
+    """float32 samples: shape (n,) for voice and SFX, (2, n) for music; `rate` in Hz. `tempo_bpm`: the
+    music's tempo where the provider knows it exactly (local synthesis); None: measure it."""
 
     samples: np.ndarray = field(repr=False)
     rate: int
     record: CallRecord
+    tempo_bpm: float | None = None
 
     @property
     def duration_s(self) -> float:

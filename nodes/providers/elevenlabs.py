@@ -276,8 +276,9 @@ class ElevenLabsMusic:
         mono = self.client.call(
             "composing music", lambda: pcm16(sdk.music.compose(**kwargs), self.name, "music")
         )
-        n = int(round(request.duration_s * RATE))
-        mono = np.pad(mono[:n], (0, max(0, n - len(mono))))  # the plan's length exactly
+        # Never longer than asked; a shorter piece is left as it is (no trailing silence), and the
+        # timeline's conform (providers.music_track) loops it to length on the beat.
+        mono = mono[: int(round(request.duration_s * RATE))]
         stereo = master(np.vstack([mono, mono]), RATE, request.target_lufs)
         record = CallRecord(
             self.name,
@@ -295,6 +296,7 @@ _SFX_PROMPTS = {
     "whoosh": "a fast cinematic whoosh, air swoosh passing by",
     "hit": "a deep cinematic impact hit, boom",
     "riser": "a tension riser building up, cinematic",
+    "click": "a short sharp bright click, crisp snap",
 }
 
 

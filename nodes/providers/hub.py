@@ -127,6 +127,10 @@ def _png(rgba: np.ndarray | None) -> bytes | None:
     return buf.getvalue()
 
 
+def _file_digest(path: Path | None) -> str:
+    return "" if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _key(*parts: Any) -> str:
     h = hashlib.sha256()
     for p in parts:
@@ -279,12 +283,15 @@ class Providers:
         fps: float,
         subject_rgba: np.ndarray | None,
         seed: int,
+        source_video: Path | None = None,
     ) -> SceneClip:
-        """The scene's footage from its provider (or a fallback), generated once and cached."""
+        """The scene's footage from its provider (or a fallback), generated once and cached.
+        `source_video`: the sample scene's footage, for video-to-video models."""
         provider = scene.get("provider") or LOCAL
         model = scene.get("model") or ""
         png = _png(subject_rgba)
-        key = _key(dict(scene), width, height, float(fps), seed, png or b"", self.settings.style_prompt)
+        key = _key(dict(scene), width, height, float(fps), seed, png or b"", self.settings.style_prompt,
+                   _file_digest(source_video))
         with self._lock:
             if key in self._clips:
                 return self._clips[key]
@@ -307,6 +314,7 @@ class Providers:
                 image_png=png,
                 style_prompt=self.settings.style_prompt,
                 timeout_s=self.settings.timeout_s,
+                source_video=source_video,
             )
 
             def make(p: Any) -> SceneClip:

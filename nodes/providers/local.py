@@ -6,7 +6,7 @@
 - `EspeakVoice`: espeak-ng (Debian package `espeak-ng`), pace and emotion mapped onto its rate, pitch
   and pitch range.
 - `LocalMusic`: nodes.music.render_music at the sample's tempo and key, sections from the plan.
-- `LocalSfx`: a small synthesized library (whoosh, hit, riser).
+- `LocalSfx`: a small synthesized library (whoosh, hit, riser, click).
 """
 
 from __future__ import annotations
@@ -182,6 +182,7 @@ class LocalMusic:
         self.rate = rate
 
     def compose(self, request: MusicRequest) -> AudioResult:
+        tempo = request.tempo_bpm if request.tempo_bpm and request.tempo_bpm > 0 else music.DEFAULT_TEMPO_BPM
         samples = music.render_music(
             request.duration_s,
             request.tempo_bpm,
@@ -195,12 +196,13 @@ class LocalMusic:
             samples,
             self.rate,
             CallRecord("local", "music", model=self.models[0], units=request.duration_s, unit="seconds"),
+            tempo_bpm=float(tempo),  # its beats are placed, not estimated: no need to measure them
         )
 
 
 # ---------------------------------------------------------------- sound effects
 
-_SFX_LENGTH_S = {"whoosh": 0.8, "hit": 0.6, "riser": 2.0}
+_SFX_LENGTH_S = {"whoosh": 0.8, "hit": 0.6, "riser": 2.0, "click": 0.12}
 
 
 def synth_sfx(kind: str, rate: int, duration_s: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -208,8 +210,11 @@ def synth_sfx(kind: str, rate: int, duration_s: float = 0.0, seed: int = 0) -> n
 
     whoosh: band-passed noise whose centre sweeps 300 Hz -> 3 kHz -> 600 Hz under a swell;
     hit: a pitch-dropping sine thump (120 -> 45 Hz) with a noise transient, its onset at sample 0;
-    riser: a rising sine (200 Hz -> 2 kHz) over brightening noise, growing to its end.
-    The onset of a hit is at t=0; a whoosh peaks at 60 % of its length; a riser peaks at its end.
+    riser: a rising sine (200 Hz -> 2 kHz) over brightening noise, growing to its end;
+    click: a bright transient, a saturated noise burst (6 ms decay) and 3 kHz ping (15 ms) over a
+    150 Hz knock (25 ms); its spectral centroid is above 1.5 kHz, where the planner calls an onset a click.
+    The onset of a hit or a click is at t=0; a whoosh peaks at 60 % of its length; a riser peaks at
+    its end.
     """
     if kind not in SFX_KINDS:
         raise InputError(f"unknown sound effect {kind!r}", hint=f"use one of {', '.join(SFX_KINDS)}")
@@ -237,6 +242,11 @@ def synth_sfx(kind: str, rate: int, duration_s: float = 0.0, seed: int = 0) -> n
         freq = 45.0 + 75.0 * np.exp(-t / 0.04)
         thump = np.sin(2 * np.pi * np.cumsum(freq) / rate) * np.exp(-t / 0.18)
         x = thump + 0.6 * noise * np.exp(-t / 0.012)
+    elif kind == "click":
+        # Saturated, so the burst carries more energy under the same peak, with a little low knock:
+        # a bright click alone barely moves the low bands and is lost among a groove's drums.
+        burst = noise * np.exp(-t / 0.006) + np.sin(2 * np.pi * 3000.0 * t) * np.exp(-t / 0.015)
+        x = np.tanh(3.0 * burst) + 0.5 * np.sin(2 * np.pi * 150.0 * t) * np.exp(-t / 0.025)
     else:
         u = t / length
         sweep = np.sin(2 * np.pi * np.cumsum(200.0 * 10.0**u) / rate)

@@ -1,10 +1,14 @@
-"""Runway image-to-video through the official `runwayml` SDK (POST /v1/image_to_video, then
-GET /v1/tasks/{id} until SUCCEEDED, then the output URL downloaded).
+"""Runway image-to-video and video-to-video through the official `runwayml` SDK (POST
+/v1/image_to_video or /v1/video_to_video, then GET /v1/tasks/{id} until SUCCEEDED, then the output URL
+downloaded).
 
-The reference image (the user's subject, the same for every scene) goes as a base64 data URI; the
-ratio is the supported one nearest the plan's aspect, the duration the shortest the model offers that
-covers the scene (the clip is retimed to the exact frame count afterwards). Cost is Runway's own
-figure: `cost.credits` of the finished task at $0.01 a credit.
+Image-to-video: the reference image (the user's subject, the same for every scene) goes as a base64
+data URI; the ratio is the supported one nearest the plan's aspect, the duration the shortest the
+model offers that covers the scene (the clip is retimed to the exact frame count afterwards).
+Video-to-video (Aleph): the sample scene's own footage is restyled by the prompt, keeping its camera
+moves and timing; it goes as a data URI up to Runway's 5 MB limit, and through an ephemeral upload
+(POST /v1/uploads, then the form post to the returned URL) above it. Cost is Runway's own figure:
+`cost.credits` of the finished task at $0.01 a credit.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ MODELS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "gen4.5": (("1280:720", "720:1280", "1104:832", "960:960", "832:1104", "1584:672"), (5, 10)),
     "gen3a_turbo": (("1280:768", "768:1280"), (5, 10)),
 }
+# Video-to-video models: the output follows the input video's length and aspect.
+VIDEO_MODELS = ("aleph2",)
+DATA_URI_LIMIT = 5 * 1024 * 1024
 _RETRYABLE_FAILURES = ("INTERNAL", "THROTTLED", "TIMEOUT", "ASSET.TIMEOUT")
 
 
@@ -50,7 +57,7 @@ def pick_duration(durations: tuple[int, ...], seconds: float) -> int:
 
 class RunwayVideo:
     name = "runway"
-    models = tuple(MODELS)
+    models = (*MODELS, *VIDEO_MODELS)
 
     def __init__(
         self,
@@ -103,9 +110,26 @@ class RunwayVideo:
         except runwayml.APIConnectionError as exc:
             raise ProviderError(f"runway could not be reached for {what}: {exc}", transient=True) from exc
 
-    def generate(self, request: VideoRequest) -> VideoResult:
-        model = request.model if request.model in MODELS else self.models[0]
-        client = self.client()
+    def _video_uri(self, client: Any, path) -> str:
+        data = path.read_bytes()
+        if len(data) <= DATA_URI_LIMIT:
+            return "data:video/mp4;base64," + base64.b64encode(data).decode()
+        with open(path, "rb") as fh:
+            return self._call("uploading the source video", lambda: client.uploads.create_ephemeral(file=fh)).uri
+
+    def _create(self, client: Any, request: VideoRequest, model: str) -> Any:
+        if model in VIDEO_MODELS:
+            if request.source_video is None:
+                raise ProviderError(
+                    f"runway {model} is video-to-video and needs the sample scene's footage",
+                    transient=False,
+                    hint="render it through a farm (the node cuts the scene from the sample) or pick gen4_turbo",
+                )
+            body: dict[str, Any] = {"model": model, "video_uri": self._video_uri(client, request.source_video),
+                                    "seed": int(request.seed) % 4294967295}
+            if request.full_prompt:
+                body["prompt_text"] = request.full_prompt[:1000]
+            return self._call("creating the task", lambda: client.video_to_video.create(**body))
         if request.image_png is None:
             raise ProviderError(
                 "runway image-to-video needs a reference image",
@@ -114,7 +138,7 @@ class RunwayVideo:
             )
         ratios, durations = MODELS[model]
         data_uri = "data:image/png;base64," + base64.b64encode(request.image_png).decode()
-        body: dict[str, Any] = {
+        body = {
             "model": model,
             "prompt_image": data_uri,
             "ratio": nearest_ratio(ratios, request.width, request.height),
@@ -123,7 +147,12 @@ class RunwayVideo:
         }
         if request.full_prompt:
             body["prompt_text"] = request.full_prompt[:1000]
-        created = self._call("creating the task", lambda: client.image_to_video.create(**body))
+        return self._call("creating the task", lambda: client.image_to_video.create(**body))
+
+    def generate(self, request: VideoRequest) -> VideoResult:
+        model = request.model if request.model in self.models else self.models[0]
+        client = self.client()
+        created = self._create(client, request, model)
         task = poll(
             lambda: self._call("polling the task", lambda: client.tasks.retrieve(created.id)),
             lambda t: t.status in ("SUCCEEDED", "FAILED", "CANCELLED"),

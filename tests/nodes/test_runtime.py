@@ -64,3 +64,43 @@ def test_apply_effects_on_a_stored_video(tmp_path):
     assert (a.n_frames, b.n_frames) == (12, 5)
     src, fx = _decoded(rt, "src.mp4").astype(int), _decoded(rt, "fx.mp4").astype(int)
     assert np.abs(src - fx).mean() > 1.0
+
+
+def test_video_to_video_scene_is_generated_from_the_sample_scene_and_rendered_from_the_store(tmp_path):
+    """generate_scene cuts the scene from the sample, sends it to Runway's video-to-video (a fake of its
+    API), stores the result; render_range then conforms that stored clip, with no provider call."""
+    import base64
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "providers"))
+    from provider_fakes import FakeAPI, reply_json, write_clip
+    from synth import make_clip
+
+    from lookalike.nodes.providers import ProviderSettings
+
+    api = FakeAPI()
+    clip = write_clip(tmp_path / "clip.mp4").read_bytes()
+    api.route("POST", r"^/v1/video_to_video$", lambda r: reply_json({"id": "t1"}))
+    api.route("GET", r"^/v1/tasks/t1$", lambda r: reply_json(
+        {"id": "t1", "status": "SUCCEEDED", "createdAt": "2026-01-01T00:00:00Z", "cost": {"credits": 10},
+         "output": [f"{api.url}/out.mp4"]}))
+    api.route("GET", r"^/out.mp4$", lambda r: (200, {"content-type": "video/mp4"}, clip))
+    try:
+        store = open_store(str(tmp_path / "store"))
+        make_clip(tmp_path / "sample.mp4", [(10, (200, 120, 60), 1.0), (14, (60, 120, 200), -1.0)])
+        store.put_file("uploads/sample.mp4", tmp_path / "sample.mp4")
+        rt = NodeRuntime(store, cache_dir=str(tmp_path / "cache"))
+        rt.provider_settings = ProviderSettings(runway_api_key="key-1", runway_base_url=api.url, poll_s=0.01)
+        scene = dict(SCENE, index=1, start_frame=10, end_frame=24, provider="runway", model="aleph2")
+        fmt = Format(96, 54, Fraction(24))
+        r = rt.generate_scene(scene, fmt, "clips/s1.mp4", seed=5, sample_key="uploads/sample.mp4")
+        assert r["key"] == "clips/s1.mp4" and r["provider"] == "runway" and store.exists("clips/s1.mp4")
+        sent = api.requests[0].json()
+        (tmp_path / "sent.mp4").write_bytes(base64.b64decode(sent["videoUri"].split(",", 1)[1]))
+        assert media.probe(str(tmp_path / "sent.mp4")).n_frames == 14  # the scene, not the whole sample
+        calls = len(api.requests)
+        seg = rt.render_range(dict(scene, clip_key="clips/s1.mp4"), 12, 20, fmt, "seg.mp4", seed=5)
+        assert seg.n_frames == 8 and len(api.requests) == calls
+    finally:
+        api.close()

@@ -51,14 +51,14 @@ def test_espeak_missing_and_bad_lines(tmp_path: Path) -> None:
         EspeakVoice().speak(VoiceRequest(text="hi", out_dir=tmp_path, emotion="smug"))
 
 
-@pytest.mark.parametrize("kind", ["whoosh", "hit", "riser"])
+@pytest.mark.parametrize("kind", ["whoosh", "hit", "riser", "click"])
 def test_synth_sfx_shapes(kind: str) -> None:
     rate = 48000
     x = synth_sfx(kind, rate)
     assert x.dtype == np.float32 and np.abs(x).max() == pytest.approx(10 ** (-3 / 20), rel=1e-3)
     env = np.abs(x).reshape(-1, 480).max(axis=1)  # 10 ms blocks
     peak_at = int(env.argmax()) / len(env)
-    assert {"hit": peak_at < 0.05, "whoosh": 0.35 < peak_at < 0.8, "riser": peak_at > 0.85}[kind]
+    assert {"hit": peak_at < 0.05, "click": peak_at < 0.1, "whoosh": 0.35 < peak_at < 0.8, "riser": peak_at > 0.85}[kind]
     with pytest.raises(InputError):
         synth_sfx("boing", rate)
 

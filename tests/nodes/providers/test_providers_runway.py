@@ -39,6 +39,7 @@ def runway_api(
     polls = iter(statuses)
 
     api.route("POST", r"^/v1/image_to_video$", lambda r: reply_json({"id": "task-1"}))
+    api.route("POST", r"^/v1/video_to_video$", lambda r: reply_json({"id": "task-1"}))
 
     def task(r):
         status = next(polls)
@@ -174,3 +175,42 @@ def test_ratio_and_duration_choice() -> None:
         and pick_duration((5, 10), 7.5) == 10
         and pick_duration((5, 10), 30) == 10
     )
+
+
+def test_video_to_video_sends_the_scene_footage_as_a_data_uri(api: FakeAPI, clip_bytes: bytes, tmp_path: Path) -> None:
+    runway_api(api, clip_bytes)
+    source = tmp_path / "scene.mp4"
+    source.write_bytes(clip_bytes)
+    result = provider(api, []).generate(request(tmp_path, model="aleph2", source_video=source, image_png=None))
+    assert result.path.read_bytes() == clip_bytes and result.record.model == "aleph2"
+    create = api.requests[0]
+    assert create.path == "/v1/video_to_video"
+    body = create.json()
+    assert body["model"] == "aleph2" and body["promptText"] == "a red fox, warm film look" and body["seed"] == 7
+    head, data = body["videoUri"].split(",", 1)
+    assert head == "data:video/mp4;base64" and base64.b64decode(data) == clip_bytes
+
+
+def test_video_to_video_over_the_data_uri_limit_goes_through_an_upload(
+    api: FakeAPI, clip_bytes: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike.nodes.providers import runway
+
+    monkeypatch.setattr(runway, "DATA_URI_LIMIT", 1000)
+    runway_api(api, clip_bytes)
+    api.route("POST", r"^/v1/uploads$", lambda r: reply_json(
+        {"uploadUrl": f"{api.url}/bucket", "fields": {"key": "u/1"}, "runwayUri": "runway://uploads/1"}))
+    api.route("POST", r"^/bucket$", lambda r: (204, {}, b""))
+    source = tmp_path / "scene.mp4"
+    source.write_bytes(clip_bytes)
+    provider(api, []).generate(request(tmp_path, model="aleph2", source_video=source))
+    paths = [r.path for r in api.requests]
+    assert paths[:3] == ["/v1/uploads", "/bucket", "/v1/video_to_video"]
+    assert clip_bytes in api.requests[1].body  # the form post carries the file itself
+    assert api.requests[2].json()["videoUri"] == "runway://uploads/1"
+
+
+def test_video_to_video_without_footage_is_a_permanent_error(api: FakeAPI, tmp_path: Path) -> None:
+    with pytest.raises(ProviderError, match="needs the sample scene's footage") as info:
+        provider(api, []).generate(request(tmp_path, model="aleph2"))
+    assert not info.value.transient and not api.requests
