@@ -435,8 +435,14 @@ def _transition(ctx: _Ctx, m: re.Match[str]) -> po.PlanOp:
     return po.SetTransition(scene=scene, kind=kind, n_frames=n if kind != "cut" else 0)
 
 
+_MUSIC_PROVIDERS = ("local", "elevenlabs")
+
+
 def _music(ctx: _Ctx, text: str) -> list[po.PlanOp]:
     k = _intensity(text)
+    m = re.search(r"\b(?:use|with|from|via|by|switch to|make it with)\b.*\b(" + "|".join(_MUSIC_PROVIDERS) + r")\b", text)
+    if m:
+        return [po.SetMusic(provider=m.group(1))]
     m = re.search(r"(?:tempo|bpm)\s*(?:of|to|=|at)?\s*" + _N + r"|" + _N + r"\s*bpm", text)
     if m:
         return [po.SetMusic(tempo_bpm=float(m.group(1) or m.group(2)))]
@@ -466,7 +472,7 @@ def _music(ctx: _Ctx, text: str) -> list[po.PlanOp]:
         return [po.SetMusic(lufs=max(-40.0, lufs - 2.0 * k))]
     raise InputError(
         f"could not understand what to change about the music in {text!r}",
-        hint="try 'faster music', 'tempo 128', 'music in A minor', 'louder music'",
+        hint="try 'faster music', 'tempo 128', 'music in A minor', 'louder music', 'music from elevenlabs'",
     )
 
 

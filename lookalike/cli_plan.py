@@ -95,6 +95,8 @@ def format_plan(plan: dict) -> str:
                 ("tempo", music.get("tempo_bpm") and f"{music['tempo_bpm']:g} BPM"),
                 ("key", music.get("key")),
                 ("loudness", music.get("lufs") is not None and f"{music['lufs']:.1f} LUFS"),
+                ("from", (music.get("provider") or "the node's music provider")
+                 + (f" ({music['model']})" if music.get("model") else "")),
             )
             if v
         )

@@ -57,6 +57,8 @@ CASES = [
     ("faster music", [{"op": "set_music", "tempo_factor": 1.1}]),
     ("tempo 128", [{"op": "set_music", "tempo_bpm": 128.0}]),
     ("music in f sharp minor", [{"op": "set_music", "key": "F# minor"}]),
+    ("use elevenlabs for the music", [{"op": "set_music", "provider": "elevenlabs"}]),
+    ("make the music with the local synth", [{"op": "set_music", "provider": "local"}]),
     (
         "voice line for scene 2: Hello there, and welcome.",
         [{"op": "set_voice_line", "scene": 1, "text": "Hello there, and welcome."}],
