@@ -1,17 +1,28 @@
 """Scoring speed and the calibration table.
 
     python bench/score.py [--quick]
+    python bench/score.py --farm [--farm-frames 480] [--farm-size 640x360] [--pin]
 
 Prints (1) seconds of scoring per minute of video for the shared Big Buck Bunny clip (sample
 analysis given, as in a remake; output analysed, keyframes, audio) and (2) the calibration table:
 the shared clip against itself, re-encoded at a low bitrate, colour-shifted, with its audio
 replaced, and against an unrelated shared clip; then the synthesized cases of tests/nodes.
 CPU here; on a GPU node the same command measures the GPU path where kernels run on cupy.
+
+With --farm it instead remakes a synthesized clip on the embedded farm with 1 node and with 2 nodes
+(one run each, on this machine) and prints the scoring stage's wall time (project.json
+stage_seconds) and its jobs: the output analysed by range (score_range, score_audio, score_merge)
+and the Score job (keyframes, audio measures, comparison). --pin runs each farm on one CPU core per
+node, so that a machine with few cores shows how scoring scales with nodes rather than how two
+nodes share its cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -82,10 +93,94 @@ def row(name: str, doc: dict, seconds: float) -> str:
     return f"{name:<28} {cells} {seconds:7.1f}s"
 
 
+def farm_scoring(nodes: int, clip: Path, tmp: Path, *, pin: bool = False) -> dict:
+    """Remake `clip` on the embedded farm with `nodes` nodes; the scoring stage's time and its jobs.
+    With `pin`, the whole farm runs on `nodes` CPU cores (one per node)."""
+    from lookalike.coordinator.state import open_state
+
+    home, out = tmp / f"home{nodes}", tmp / f"out{nodes}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "lookalike.cli",
+        "remake",
+        str(clip),
+        "--out",
+        str(out),
+        "--home",
+        str(home),
+        "--nodes",
+        str(nodes),
+        "--quiet",
+    ]
+    cores = set(range(nodes))
+    r = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if pin else None,
+    )
+    if r.returncode != 0:
+        raise SystemExit(f"remake on {nodes} node(s) failed:\n{r.stderr[-3000:]}")
+    project = json.loads((out / "project.json").read_text())
+    jobs: dict[str, list[float]] = {}
+    used: set[str] = set()
+    with open_state(f"sqlite:///{(home / 'state.db').resolve()}") as st:
+        for j in st.jobs(project["id"]):
+            if j.kind.startswith("score"):
+                for a in st.attempts(j.id):
+                    if a.state == "succeeded" and a.finished_at is not None:
+                        jobs.setdefault(j.kind, []).append(round(a.finished_at - a.started_at, 2))
+                        used.add(a.node_id)
+    return {
+        "nodes": nodes,
+        "scoring_s": project["stage_seconds"].get("scoring"),
+        "score_nodes_used": len(used),
+        "job_seconds": jobs,
+    }
+
+
+def farm_main(frames: int, size: str, pin: bool) -> None:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from synth import make_clip
+
+    w, h = (int(x) for x in size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        third = frames // 3
+        make_clip(
+            d / "clip.mp4",
+            [
+                (third, (230, 160, 90), 2.0),
+                (third, (90, 130, 230), -2.0),
+                (frames - 2 * third, (200, 240, 150), 0.0),
+            ],
+            size=(w, h),
+        )
+        rows = [farm_scoring(n, d / "clip.mp4", d, pin=pin) for n in (1, 2)]
+    for row_ in rows:
+        print(json.dumps(row_))
+    one, two = rows[0]["scoring_s"], rows[1]["scoring_s"]
+    print(
+        f"\nscoring stage, {frames} frames at {size}: 1 node {one:.1f} s, 2 nodes {two:.1f} s "
+        f"({one / two:.2f}x)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="only the first 10 s of the shared clip")
+    ap.add_argument("--farm", action="store_true", help="the farm's scoring stage with 1 node and with 2")
+    ap.add_argument("--farm-frames", type=int, default=480)
+    ap.add_argument("--farm-size", default="640x360")
+    ap.add_argument(
+        "--pin", action="store_true", help="with --farm: one CPU core per node (for machines with few cores)"
+    )
     args = ap.parse_args()
+    if args.farm:
+        farm_main(args.farm_frames, args.farm_size, args.pin)
+        return
     import score_media as sm
     from lookalike.nodes.analysis import analyze
     from lookalike.nodes.music import render_music

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 from lookalike.coordinator import fix, plan_ops, planner
 from lookalike.coordinator.report import render_report
+from lookalike.v1 import common_pb2, node_pb2
+
 from lookalike.errors import CancelledError, InputError, JobError, LookalikeError, StoreError
 from lookalike.obs import PROJECTS, get_logger
-from lookalike.v1 import common_pb2, node_pb2
 
 log = get_logger("engine")
 
@@ -387,6 +388,12 @@ class Engine:
         )
         scenes = {s["index"]: s for s in plan["scenes"]}
         reused, reused_audio = self._reuse(project_id, version, plan)
+        # Provider scenes (and the neighbours their transitions need) are generated once, before their
+        # ranges; the nodes then read the stored clip instead of each paying the provider again.
+        need = {i for i in scenes if i not in reused}
+        need |= {j for i in need for j in (i - 1, i + 1) if j in scenes}
+        generated = self._generate(project_id, version, [scenes[i] for i in sorted(need)], fmt, opts, cancelled)
+        scenes = {i: dict(s, **generated.get(i, {})) for i, s in scenes.items()}
         if not self._jobs(project_id, {"render_range", "render_audio"}, version):
             specs = [j for j in planner.range_jobs(plan, int(opts.get("chunk_frames") or self.settings.chunk_frames),
                                                    self.settings.max_attempts) if j["scene_index"] not in reused]
@@ -452,6 +459,47 @@ class Engine:
         audio = reused_audio or next(j for j in jobs if j.kind == "render_audio").result["key"]
         return segments, audio
 
+    def _generate(self, project_id: str, version: int, scenes: list[dict], fmt, opts: dict, cancelled) -> dict:
+        """generate_scene jobs for the provider scenes among `scenes`: {scene index: what the render
+        ranges need ({"clip_key", "provider"}, or {"provider": "local"} after a fallback)}. A scene whose
+        entry is unchanged since an earlier version reuses that version's clip (same content hash)."""
+        wanted = {s["index"]: s for s in scenes if (s.get("provider") or "local") != "local"}
+        if not wanted:
+            return {}
+        subject, seed = opts.get("subject_key") or "", int(opts.get("seed") or 0)
+        digest = {i: _content_hash(s, fmt.width, fmt.height, fmt.fps.num, fmt.fps.den, subject, seed)
+                  for i, s in wanted.items()}
+        done = {(j.spec or {}).get("h"): j for j in self.state.jobs(project_id)
+                if j.kind == "generate_scene" and j.state == "succeeded"}
+        mine = {j.scene_index: j for j in self._jobs(project_id, {"generate_scene"}, version)}
+        missing = [i for i in wanted if digest[i] not in done and i not in mine]
+        if missing:
+            self.state.add_jobs(project_id, [{"kind": "generate_scene", "scene_index": i, "start_frame":
+                                              wanted[i]["start_frame"], "end_frame": wanted[i]["end_frame"],
+                                              "spec": {"v": version, "h": digest[i]},
+                                              "max_attempts": self.settings.max_attempts} for i in missing])
+
+        def build(job, attempt):
+            return "GenerateScene", node_pb2.GenerateSceneRequest(
+                ctx=self._ctx(job, attempt), scene_json=json.dumps(wanted[job.scene_index]), format=fmt,
+                subject_key=subject, seed=wanted[job.scene_index]["seed"], subject_seed=seed,
+                output_key=f"projects/{project_id}/attempts/{job.id}/{attempt.id}.clip.mp4",
+                sample_key=opts["sample_key"],
+            )
+
+        def on_done(job, result):
+            self.emit(project_id, "generating", message=f"scene {job.scene_index}: footage from {result['provider']}")
+
+        self.dispatcher.run(project_id, {"generate_scene"}, build, _parse_reply, cancelled=cancelled, on_done=on_done,
+                            select=lambda j: _version(j) == version, **self._share(project_id))
+        done = {(j.spec or {}).get("h"): j for j in self.state.jobs(project_id)
+                if j.kind == "generate_scene" and j.state == "succeeded"}
+        out = {}
+        for i in wanted:
+            r = done[digest[i]].result
+            out[i] = {"clip_key": r["key"], "provider": r["provider"]} if r["key"] else {"provider": "local"}
+        return out
+
     def _assembled(self, project_id: str, version: int) -> dict:
         return next(j for j in self._jobs(project_id, {"assemble"}, version) if j.state == "succeeded").result
 
@@ -480,23 +528,80 @@ class Engine:
                             select=lambda j: _version(j) == version, **self._share(project_id))
 
     def _score(self, project_id: str, version: int, opts: dict, analysis: dict, plan: dict, cancelled) -> dict:
-        if not self._jobs(project_id, {"score"}, version):
-            self.state.add_jobs(project_id, [{"kind": "score", "scene_index": -1, "start_frame": 0, "end_frame": 0,
-                                              "spec": {"v": version}, "max_attempts": self.settings.max_attempts}])
+        """similarity.json of this plan version's final.mp4: the output analysed by frame range across
+        the nodes (as the sample is), then one Score job for keyframes, audio measures and the comparison."""
         final_key = self._final_key(project_id, version)
+        if not any(j.state == "succeeded" for j in self._jobs(project_id, {"score"}, version)):
+            output = self._analyze_output(project_id, version, final_key, cancelled)
+            if not self._jobs(project_id, {"score"}, version):
+                self.state.add_jobs(project_id, [{"kind": "score", "scene_index": -1, "start_frame": 0,
+                                                  "end_frame": 0, "spec": {"v": version},
+                                                  "max_attempts": self.settings.max_attempts}])
+            self.emit(project_id, "scoring", message="keyframes, audio and the comparison")
 
-        def build(job, attempt):
-            return "Score", node_pb2.ScoreRequest(
-                ctx=self._ctx(job, attempt), sample_key=opts["sample_key"], output_key=final_key,
-                analysis_json=json.dumps(analysis), plan_json=json.dumps(plan),
-            )
+            def build(job, attempt):
+                return "Score", node_pb2.ScoreRequest(
+                    ctx=self._ctx(job, attempt), sample_key=opts["sample_key"], output_key=final_key,
+                    analysis_json=json.dumps(analysis), plan_json=json.dumps(plan),
+                    output_analysis_json=json.dumps(output),
+                )
 
-        self.dispatcher.run(project_id, {"score"}, build, _parse_reply, cancelled=cancelled,
-                            select=lambda j: _version(j) == version, **self._share(project_id))
-        doc = next(j for j in self._jobs(project_id, {"score"}, version)).result["similarity"]
+            self.dispatcher.run(project_id, {"score"}, build, _parse_reply, cancelled=cancelled,
+                                select=lambda j: _version(j) == version, **self._share(project_id))
+        doc = next(j for j in self._jobs(project_id, {"score"}, version) if j.state == "succeeded").result["similarity"]
         doc = dict(doc, plan_version=version)
         self.state.put_document(project_id, "similarity", doc)
         return doc
+
+    def _analyze_output(self, project_id: str, version: int, final_key: str, cancelled) -> dict:
+        """analysis.json of a version's final.mp4, by frame range on as many nodes as there are (score_range
+        jobs, score_audio beside them, then score_merge): the same document one process would make."""
+        kinds = {"score_range", "score_audio"}
+        if not self._jobs(project_id, kinds, version):
+            n_frames = int(self.probe(final_key)["n_frames"])
+            ranges = planner.analysis_ranges(n_frames, max(1, len(self.dispatcher.alive_nodes())))
+            specs = [{"kind": "score_range", "scene_index": -1, "start_frame": a, "end_frame": b,
+                      "spec": {"v": version}, "max_attempts": self.settings.max_attempts} for a, b in ranges]
+            specs.append({"kind": "score_audio", "scene_index": -1, "start_frame": 0, "end_frame": 0,
+                          "spec": {"v": version}, "max_attempts": self.settings.max_attempts})
+            self.state.add_jobs(project_id, specs)
+        total = sum(j.end_frame - j.start_frame for j in self._jobs(project_id, {"score_range"}, version))
+        done = [sum(j.end_frame - j.start_frame for j in self._jobs(project_id, {"score_range"}, version)
+                    if j.state == "succeeded")]
+
+        def build(job, attempt):
+            req = node_pb2.AnalyzeRequest(ctx=self._ctx(job, attempt), sample_key=final_key,
+                                          audio=job.kind == "score_audio")
+            req.range.start_frame, req.range.end_frame = job.start_frame, job.end_frame
+            return "Analyze", req
+
+        def on_done(job, result):
+            if job.kind == "score_range":
+                done[0] += job.end_frame - job.start_frame
+                self.emit(project_id, "scoring", done[0], total,
+                          f"analyzed output frames {job.start_frame}-{job.end_frame}")
+
+        select = lambda j: _version(j) == version  # noqa: E731
+        self.dispatcher.run(project_id, kinds, build, _parse_features, cancelled=cancelled, on_done=on_done,
+                            select=select, **self._share(project_id))
+        jobs = self._jobs(project_id, kinds, version)
+        ranges = sorted((j for j in jobs if j.kind == "score_range"), key=lambda j: j.start_frame)
+        audio = next(j for j in jobs if j.kind == "score_audio")
+        if not self._jobs(project_id, {"score_merge"}, version):
+            self.state.add_jobs(project_id, [{"kind": "score_merge", "scene_index": -1, "start_frame": 0,
+                                              "end_frame": total, "spec": {"v": version},
+                                              "max_attempts": self.settings.max_attempts}])
+
+        def build_merge(job, attempt):
+            return "Analyze", node_pb2.AnalyzeRequest(
+                ctx=self._ctx(job, attempt), sample_key=final_key,
+                range_features_json=[json.dumps(j.result["features"]) for j in ranges],
+                audio_features_json=json.dumps(audio.result["features"]),
+            )
+
+        self.dispatcher.run(project_id, {"score_merge"}, build_merge, _parse_features, cancelled=cancelled,
+                            select=select, **self._share(project_id))
+        return next(j for j in self._jobs(project_id, {"score_merge"}, version)).result["features"]
 
     def _write_outputs(self, project_id: str, analysis: dict, plan: dict, similarity: dict) -> None:
         p = self.state.get_project(project_id)
@@ -544,6 +649,12 @@ def _parse_features(method: str, payload: bytes) -> dict:
     return {"key": None, "features": json.loads(reply.features_json)}
 
 
+def _content_hash(*parts) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
 def _parse_reply(method: str, payload: bytes) -> dict:
     if method == "RenderAudio":
         r = node_pb2.AudioReply.FromString(payload)
@@ -552,6 +663,9 @@ def _parse_reply(method: str, payload: bytes) -> dict:
         r = node_pb2.AssembleReply.FromString(payload)
         return {"key": r.key, "n_frames": r.n_frames, "bytes": r.bytes, "info": json.loads(r.info_json),
                 "outputs": dict(r.outputs)}
+    if method == "GenerateScene":
+        r = node_pb2.GenerateSceneReply.FromString(payload)
+        return {"key": r.key or None, "provider": r.provider, "record": json.loads(r.record_json or "{}")}
     if method == "Score":
         r = node_pb2.ScoreReply.FromString(payload)
         return {"key": None, "similarity": json.loads(r.similarity_json)}

@@ -27,7 +27,8 @@ NODE_SLOTS = Gauge("lookalike_node_slots", "Job slots a node offers", ["node"])
 NODE_BUSY = Gauge("lookalike_node_busy_slots", "Jobs a node is running now", ["node"])
 
 
-JOB_KINDS = ("analyze_range", "analyze_audio", "analyze_merge", "analyze_vision", "render_range", "render_audio", "assemble", "score")
+JOB_KINDS = ("analyze_range", "analyze_audio", "analyze_merge", "analyze_vision", "generate_scene", "render_range", "render_audio", "assemble",
+             "score_range", "score_audio", "score_merge", "score")
 FRAME_STAGES = ("analyze", "render", "encode", "grade", "effects", "assemble")
 
 
@@ -49,7 +50,7 @@ def init_node_metrics(node_id: str, *, slots: int = 1, busy=None) -> None:
     utilization and memory where NVML (nvidia-ml-py) finds any."""
     for stage in FRAME_STAGES:
         FRAMES.labels(stage, node_id)
-    for kind in ("segment", "audio", "final"):
+    for kind in ("segment", "audio", "final", "clip"):
         BYTES_STORED.labels(kind)
     NODE_SLOTS.labels(node_id).set(slots)
     if busy is not None:

@@ -6,17 +6,16 @@ import json
 import os
 import socket
 import threading
-import time
 import uuid
 from fractions import Fraction
 
 import grpc
+from lookalike.nodes.runtime import Format, NodeRuntime
+from lookalike.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 
 from lookalike.errors import InputError
 from lookalike.grpcutil import NodeTokenGuard, channel, make_server, mapped, read_pem, server_tls, wait_ready
-from lookalike.nodes.runtime import Format, NodeRuntime
 from lookalike.obs import get_logger, init_node_metrics
-from lookalike.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 
 log = get_logger("node")
 
@@ -125,8 +124,21 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             doc = self.rt.score(
                 request.sample_key, request.output_key, _loads(request.analysis_json, "analysis"),
                 _loads(request.plan_json, "plan"),
+                output_analysis=_loads(request.output_analysis_json, "output analysis") or None,
             )
             return node_pb2.ScoreReply(similarity_json=json.dumps(doc))
+        finally:
+            self._track(-1)
+
+    def GenerateScene(self, request, context):
+        self._track(1)
+        try:
+            r = self.rt.generate_scene(
+                _loads(request.scene_json, "scene"), _fmt(request.format), request.output_key,
+                subject_key=request.subject_key, seed=request.seed, subject_seed=request.subject_seed,
+                sample_key=request.sample_key,
+            )
+            return node_pb2.GenerateSceneReply(key=r["key"], provider=r["provider"], record_json=json.dumps(r["record"]))
         finally:
             self._track(-1)
 

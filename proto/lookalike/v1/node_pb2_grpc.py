@@ -69,6 +69,11 @@ class NodeStub:
                 request_serializer=lookalike_dot_v1_dot_node__pb2.ScoreRequest.SerializeToString,
                 response_deserializer=lookalike_dot_v1_dot_node__pb2.ScoreReply.FromString,
                 _registered_method=True)
+        self.GenerateScene = channel.unary_unary(
+                '/lookalike.v1.Node/GenerateScene',
+                request_serializer=lookalike_dot_v1_dot_node__pb2.GenerateSceneRequest.SerializeToString,
+                response_deserializer=lookalike_dot_v1_dot_node__pb2.GenerateSceneReply.FromString,
+                _registered_method=True)
         self.RenderRange = channel.unary_unary(
                 '/lookalike.v1.Node/RenderRange',
                 request_serializer=lookalike_dot_v1_dot_node__pb2.RenderRangeRequest.SerializeToString,
@@ -97,7 +102,8 @@ class NodeServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Analyze(self, request, context):
-        """Analyze a frame range of a sample (per-frame features), or the audio track.
+        """Analyze a frame range of a video (per-frame features), or the audio track, or merge those into
+        analysis.json: the sample's, or a remake's output while it is scored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,7 +138,14 @@ class NodeServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Score(self, request, context):
-        """Score an output against the sample.
+        """Score an output against the sample: similarity.json (keyframes, audio measures, comparison).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateScene(self, request, context):
+        """Generate a provider scene's footage once (Runway, Veo, ...), for every node that renders its ranges.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,6 +209,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.Score,
                     request_deserializer=lookalike_dot_v1_dot_node__pb2.ScoreRequest.FromString,
                     response_serializer=lookalike_dot_v1_dot_node__pb2.ScoreReply.SerializeToString,
+            ),
+            'GenerateScene': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateScene,
+                    request_deserializer=lookalike_dot_v1_dot_node__pb2.GenerateSceneRequest.FromString,
+                    response_serializer=lookalike_dot_v1_dot_node__pb2.GenerateSceneReply.SerializeToString,
             ),
             'RenderRange': grpc.unary_unary_rpc_method_handler(
                     servicer.RenderRange,
@@ -402,6 +420,33 @@ class Node:
             '/lookalike.v1.Node/Score',
             lookalike_dot_v1_dot_node__pb2.ScoreRequest.SerializeToString,
             lookalike_dot_v1_dot_node__pb2.ScoreReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateScene(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lookalike.v1.Node/GenerateScene',
+            lookalike_dot_v1_dot_node__pb2.GenerateSceneRequest.SerializeToString,
+            lookalike_dot_v1_dot_node__pb2.GenerateSceneReply.FromString,
             options,
             channel_credentials,
             insecure,
