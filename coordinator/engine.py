@@ -6,6 +6,7 @@ restarted coordinator picks each unfinished project up where it was.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -628,7 +629,7 @@ class Engine:
             marks = list(self._stage_marks.get(project_id, []))
         marks.append(("end", time.time()))
         out: dict[str, float] = {}
-        for (stage, t0), (_, t1) in zip(marks, marks[1:]):
+        for (stage, t0), (_, t1) in itertools.pairwise(marks):
             out[stage] = round(out.get(stage, 0.0) + t1 - t0, 3)
         return out
 
