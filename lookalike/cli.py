@@ -200,12 +200,16 @@ def cmd_node(args) -> int:
     settings = Settings.from_env(node_token=args.node_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
                                  tls_ca=args.tls_ca)
     configure_logging(settings.log_level)
+    from lookalike.kernels.xp import device_module
+
+    device_module(args.device)  # a GPU node without CuPy or a device stops here, before registering
     n = NodeProcess(args.coordinator, listen=args.listen, advertise_host=args.advertise_host, slots=args.slots,
                     capabilities=tuple(args.capabilities.split(",")), s3_access_key=settings.s3_access_key,
                     s3_secret_key=settings.s3_secret_key, settings=settings)
     from lookalike.nodes.providers import ProviderSettings
 
     n.runtime.provider_settings = ProviderSettings.from_env()
+    n.runtime.use_device(args.device)
     if settings.anthropic_api_key or settings.openai_api_key:
         from lookalike.nodes import vision
 
@@ -365,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--advertise-host", help="the host others reach this node at (default: the listen host)")
     p.add_argument("--slots", type=int, default=1)
     p.add_argument("--capabilities", default="cpu")
+    p.add_argument("--device", choices=("cpu", "gpu", "auto"), default=os.environ.get("LOOKALIKE_DEVICE", "cpu"),
+                   help="where effect and transition kernels run: gpu needs CuPy and a CUDA device "
+                        "(default: $LOOKALIKE_DEVICE or cpu)")
     p.add_argument("--metrics-port", type=int, default=None)
     _security_flags(p)
     p.set_defaults(fn=cmd_node)

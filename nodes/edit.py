@@ -528,8 +528,19 @@ class Pipeline:
             ranges.append(st.needs(*ranges[-1], n_in))
         return ranges[::-1]
 
-    def render(self, source: Mapping[int, Frame], n_src: int, start: int, end: int) -> list[Frame]:
-        """Output frames [start, end), from `source` (index -> frame) holding `source_range(...)`."""
+    def render(self, source: Mapping[int, Frame], n_src: int, start: int, end: int, *, xp: Any = None) -> list[Frame]:
+        """Output frames [start, end), from `source` (index -> frame) holding `source_range(...)`.
+
+        `xp` (cupy on a GPU node): each source frame goes to the device once, every stage runs there,
+        and each output frame comes back to the host once, for the encoder."""
+        from lookalike.kernels import xp as xpmod
+
+        if xp is not None and xp is not np:
+            source = {k: xpmod.to_device(f, xp) for k, f in source.items()}
+            return [xpmod.to_host(f) for f in self._render(source, n_src, start, end)]
+        return self._render(source, n_src, start, end)
+
+    def _render(self, source: Mapping[int, Frame], n_src: int, start: int, end: int) -> list[Frame]:
         n_final = self.n_out(n_src)
         if not 0 <= start <= end <= n_final:
             raise InputError(

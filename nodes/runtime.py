@@ -72,6 +72,16 @@ class NodeRuntime:
         self._lock = threading.Lock()
         self._renderers: dict[tuple, object] = {}
         self._subjects: dict[str, np.ndarray] = {}
+        # The array module the effect and transition kernels run on (cupy on a GPU node: frames go to
+        # the device once per range and come back once, for the encoder); set with use_device().
+        self.xp = np
+
+    def use_device(self, device: str) -> None:
+        """Compute on "cpu", "gpu" (CuPy; a clear error when it cannot work) or "auto"."""
+        from lookalike.kernels.xp import device_module
+
+        self.xp = device_module(device)
+        log.info("node_device", node=self.node_id, device=device, array_module=self.xp.__name__)
 
     # -- store access -------------------------------------------------------------------------
     def local(self, key: str) -> str:
@@ -297,10 +307,13 @@ class NodeRuntime:
 
         out = list(frames)
 
+        from lookalike.kernels.xp import to_device, to_host
+
         def blend(kind: str, a, b, t: float):
+            a, b = to_device(a, self.xp), to_device(b, self.xp)
             if kind == "fade":  # through black
-                return transitions.fade(a, b, t)
-            return transitions.dissolve(a, b, t)
+                return to_host(transitions.fade(a, b, t))
+            return to_host(transitions.dissolve(a, b, t))
 
         tin = scene.get("transition_in") or {}
         a0, b0 = int(tin.get("start_frame", 0)), int(tin.get("end_frame", 0))
@@ -335,7 +348,7 @@ class NodeRuntime:
         pipe = edit.Pipeline.from_spec(spec)
         s0, n = scene["start_frame"], scene["end_frame"] - scene["start_frame"]
         lo, hi = pipe.source_range(start - s0, end - s0, n)
-        out = pipe.render({k: renderer.frame(s0 + k) for k in range(lo, hi)}, n, start - s0, end - s0)
+        out = pipe.render({k: renderer.frame(s0 + k) for k in range(lo, hi)}, n, start - s0, end - s0, xp=self.xp)
         FRAMES.labels("effects", self.node_id).inc(len(out))
         return out
 
