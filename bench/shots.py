@@ -4,7 +4,9 @@ For each clip with truth (the shared clips in ../shared/media/ground_truth.json 
 known cuts, dissolves and fades synthesized here) it prints boundary F1 (a cut matches within 1
 frame, a gradual transition within 3) for Lookalike and for PySceneDetect's Content, Adaptive,
 Histogram, Hash and Threshold detectors (defaults), then the wall time of Lookalike's shot pass,
-of PySceneDetect's ContentDetector, and of decoding alone (PyAV at the analysis size), with ratios; each time is the best of two runs.
+of PySceneDetect's ContentDetector, and of decoding alone (the shot pass's own decode: PyAV scaling
+every frame to the shot size through media.iter_scaled_frames, nothing else), with ratios; each
+time is the best of two runs.
 
     /work/venv/bin/python bench/shots.py [--json OUT] [--clips NAME ...]
 
@@ -103,8 +105,8 @@ def pysd_boundaries(path: str, detector: str, times: list[float]) -> list[int]:
 
 
 def decode_only(path: str) -> None:
-    size = analysis._analysis_size(analysis._probe(path))
-    for _ in media.iter_frames(path, size=size):
+    size = analysis._shot_size(analysis._analysis_size(analysis._probe(path)))
+    for _ in media.iter_scaled_frames(path, sizes=[size]):
         pass
 
 

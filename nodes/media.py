@@ -19,7 +19,7 @@ import functools
 import os
 import statistics
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Any
 import av
 import av.error
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from lookalike.errors import InputError, JobError, NotFoundError
 
@@ -38,6 +39,7 @@ __all__ = [
     "SegmentWriter",
     "concat_segments",
     "iter_frames",
+    "iter_scaled_frames",
     "probe",
     "read_audio",
     "validate_sample",
@@ -466,6 +468,45 @@ def iter_frames(
     before `start` and the frames equal those of a full decode bit for bit. Raises InputError for an
     out-of-range request and for data that cannot be decoded (naming the frame).
     """
+
+    def convert(frame: av.VideoFrame, scaled: list[tuple[int, int] | None], turns: int) -> np.ndarray:
+        return _to_rgb(frame, scaled[0], turns)
+
+    yield from _iter_converted(path, start, end, [size], convert)
+
+
+def iter_scaled_frames(
+    path: str, start: int = 0, end: int | None = None, *, sizes: Sequence[tuple[int, int]]
+) -> Iterator[tuple[int, float, tuple[np.ndarray, ...]]]:
+    """Yield (frame_index, pts_seconds, (rgb at each of `sizes`)) for frames start..end-1.
+
+    Each array equals what `iter_frames(path, start, end, size=s)` yields for that size, bit for
+    bit (tests compare them), from one decode. It is faster: `VideoFrame.reformat` builds a new
+    swscale context, thread pool included, for every frame, which costs more than the scaling at
+    analysis sizes; here one `VideoReformatter` per size serves every frame, single-threaded (the
+    caller decodes and scales on threads of its own). Same parameters, so the same pixels.
+    """
+    if not sizes:
+        raise InputError("no frame size to scale to", hint="pass at least one (width, height)")
+    reformatters = [VideoReformatter() for _ in sizes]
+
+    def convert(
+        frame: av.VideoFrame, scaled: list[tuple[int, int] | None], turns: int
+    ) -> tuple[np.ndarray, ...]:
+        return tuple(_to_rgb(frame, s, turns, r) for s, r in zip(scaled, reformatters, strict=True))
+
+    yield from _iter_converted(path, start, end, list(sizes), convert)
+
+
+def _iter_converted(
+    path: str,
+    start: int,
+    end: int | None,
+    sizes: list[tuple[int, int] | None],
+    convert: Callable[[av.VideoFrame, list[tuple[int, int] | None], int], Any],
+) -> Iterator[tuple[int, float, Any]]:
+    """The frame-exact range decode of `iter_frames`; `convert(frame, scaled, turns)` makes each
+    frame's output, `scaled` being `sizes` in coded orientation (None: no scaling)."""
     probed = _probe_cached(path)
     info, index = probed.info, probed.index
     if index is None or not info.has_video:
@@ -480,12 +521,15 @@ def iter_frames(
     if start == stop:
         return
     turns = _quarter_turns(info.rotation_deg)
-    scaled: tuple[int, int] | None = None
-    if size is not None:
+    scaled: list[tuple[int, int] | None] = []
+    for size in sizes:
+        if size is None:
+            scaled.append(None)
+            continue
         if size[0] <= 0 or size[1] <= 0:
             raise InputError(f"size {size} is not a (width, height) of positive integers")
         # Scale before rotating (fewer pixels to turn); a quarter turn swaps the axes.
-        scaled = (size[1], size[0]) if turns % 2 else (size[0], size[1])
+        scaled.append((size[1], size[0]) if turns % 2 else (size[0], size[1]))
 
     for keys_back in (0, 1, None):
         target = None if keys_back is None else index.seek_target(start, keys_back=keys_back)
@@ -503,7 +547,7 @@ def iter_frames(
             raise _bad_frame(Path(path), start, "the decoder drops it even when decoding from the start")
         # else the decoder dropped frames after the seek point (open GOP): seek further back
     for i, t, frame in _chain_first(first, frames):
-        yield i, t, _to_rgb(frame, scaled, turns)
+        yield i, t, convert(frame, scaled, turns)
 
 
 def _chain_first(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
@@ -566,12 +610,21 @@ def _bad_frame(p: Path, i: int, why: str) -> InputError:
     )
 
 
-def _to_rgb(frame: av.VideoFrame, scaled: tuple[int, int] | None, turns: int) -> np.ndarray:
+def _to_rgb(
+    frame: av.VideoFrame,
+    scaled: tuple[int, int] | None,
+    turns: int,
+    reformatter: VideoReformatter | None = None,
+) -> np.ndarray:
     if scaled is None:
         rgb = frame.to_ndarray(format="rgb24")
-    else:
+    elif reformatter is None:
         rgb = frame.reformat(
             width=scaled[0], height=scaled[1], format="rgb24", interpolation="AREA"
+        ).to_ndarray()
+    else:
+        rgb = reformatter.reformat(
+            frame, width=scaled[0], height=scaled[1], format="rgb24", interpolation="AREA", threads=1
         ).to_ndarray()
     if turns:
         # np.rot90 turns counterclockwise for k > 0, the display matrix's convention.
