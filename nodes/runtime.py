@@ -211,6 +211,12 @@ class NodeRuntime:
             os.replace(tmp, dest)
         return dest
 
+    def _source(self, scene: dict, fmt: Format, subject_key: str, seed: int, subject_seed: int):
+        """What draws the scene's frames (`.frame(i)`): its stored provider clip, or the compositor."""
+        if scene.get("clip_key"):
+            return _ClipSource(self._clip(scene, fmt))
+        return self._renderer(scene, fmt, subject_key, seed, subject_seed)
+
     def _clip(self, scene: dict, fmt: Format):
         """The stored provider clip of a scene, conformed to it (cached: the grade is solved once)."""
         from lookalike.nodes.providers.conform import ConformedClip
@@ -276,17 +282,16 @@ class NodeRuntime:
             frames: Iterable[np.ndarray] = (
                 f for _, _, f in media.iter_frames(self.local(sample_key), start, end, size=(fmt.width, fmt.height))
             )
-        elif scene.get("clip_key"):
-            # Generated once for the whole farm by a generate_scene job: every node conforms the same file.
-            frames = self._clip(scene, fmt).frames(start, end)
-        elif scene.get("provider", "local") != "local":
+        elif scene.get("provider", "local") != "local" and not scene.get("clip_key"):
             from lookalike.nodes import providers
 
             hub = providers.hub_for(self.provider_settings or providers.ProviderSettings())
             frames = hub.scene_frames(scene, start, end, width=fmt.width, height=fmt.height, fps=float(fmt.fps),
                                       subject_rgba=self._subject(subject_key, subject_seed), seed=seed)
         else:
-            renderer = self._renderer(scene, fmt, subject_key, seed, subject_seed)
+            # The compositor, or a provider clip generated once for the farm by a generate_scene job (every
+            # node conforms the same stored file): either way effects and transitions apply on top.
+            renderer = self._source(scene, fmt, subject_key, seed, subject_seed)
             frames = (renderer.frame(i) for i in range(start, end))
             effects = scene.get("effects")
             if effects:
@@ -322,7 +327,7 @@ class NodeRuntime:
                 black = np.zeros_like(out[0])
                 held = None
             else:
-                r = self._renderer(prev_scene, fmt, subject_key, int(prev_scene.get("seed", 0)), subject_seed)
+                r = self._source(prev_scene, fmt, subject_key, int(prev_scene.get("seed", 0)), subject_seed)
                 held = r.frame(prev_scene["end_frame"] - 1)
             for i in range(max(start, scene["start_frame"], a0), min(end, b0)):
                 t = (i - a0 + 0.5) / (b0 - a0)
@@ -330,7 +335,7 @@ class NodeRuntime:
         nin = (next_scene or {}).get("transition_in") or {}
         a1, b1 = int(nin.get("start_frame", 0)), int(nin.get("end_frame", 0))
         if next_scene and nin.get("kind") in ("dissolve", "fade") and a1 < next_scene["start_frame"]:
-            r = self._renderer(next_scene, fmt, subject_key, int(next_scene.get("seed", 0)), subject_seed)
+            r = self._source(next_scene, fmt, subject_key, int(next_scene.get("seed", 0)), subject_seed)
             held = r.frame(next_scene["start_frame"])
             for i in range(max(start, a1), min(end, scene["end_frame"])):
                 t = (i - a1 + 0.5) / (b1 - a1)
@@ -597,3 +602,20 @@ def _video_to_video(scene: dict) -> bool:
     from lookalike.nodes.providers.runway import VIDEO_MODELS
 
     return scene.get("provider") == "runway" and scene.get("model") in VIDEO_MODELS
+
+
+class _ClipSource:
+    """A conformed provider clip read like a SceneRenderer (`frame(i)`, absolute index), decoding a
+    window ahead at a time, since ranges and effect pipelines read frames in order."""
+
+    WINDOW = 48
+
+    def __init__(self, clip) -> None:
+        self.clip = clip
+        self._cache: dict[int, np.ndarray] = {}
+
+    def frame(self, i: int) -> np.ndarray:
+        if i not in self._cache:
+            end = min(self.clip.end, i + self.WINDOW)
+            self._cache = dict(zip(range(i, end), self.clip.frames(i, end), strict=True))
+        return self._cache[i]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
-
 from lookalike.nodes import generate, media
 from lookalike.nodes.runtime import Format, NodeRuntime
+
 from lookalike.store import open_store
 
 SCENE = {"index": 0, "start_frame": 0, "end_frame": 12, "palette": [{"rgb": [200, 120, 60], "weight": 1.0}],
@@ -49,7 +49,7 @@ def test_scene_effects_render_without_seams(tmp_path):
     whole = rt._with_effects(scene, scene["effects"], r, 0, 12, 5)
     parts = [f for a, b in ((0, 1), (1, 5), (5, 11), (11, 12)) for f in rt._with_effects(scene, scene["effects"], r, a, b, 5)]
     assert len(whole) == len(parts) == 12
-    assert all(np.array_equal(a, b) for a, b in zip(whole, parts))
+    assert all(np.array_equal(a, b) for a, b in zip(whole, parts, strict=True))
     plain = [r.frame(i) for i in range(12)]
     assert not np.array_equal(whole[3], plain[3])  # the effects did something
 
@@ -74,10 +74,9 @@ def test_video_to_video_scene_is_generated_from_the_sample_scene_and_rendered_fr
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent / "providers"))
+    from lookalike.nodes.providers import ProviderSettings
     from provider_fakes import FakeAPI, reply_json, write_clip
     from synth import make_clip
-
-    from lookalike.nodes.providers import ProviderSettings
 
     api = FakeAPI()
     clip = write_clip(tmp_path / "clip.mp4").read_bytes()
@@ -100,7 +99,25 @@ def test_video_to_video_scene_is_generated_from_the_sample_scene_and_rendered_fr
         (tmp_path / "sent.mp4").write_bytes(base64.b64decode(sent["videoUri"].split(",", 1)[1]))
         assert media.probe(str(tmp_path / "sent.mp4")).n_frames == 14  # the scene, not the whole sample
         calls = len(api.requests)
-        seg = rt.render_range(dict(scene, clip_key="clips/s1.mp4"), 12, 20, fmt, "seg.mp4", seed=5)
+        clip_scene = dict(scene, clip_key="clips/s1.mp4")
+        seg = rt.render_range(clip_scene, 12, 20, fmt, "seg.mp4", seed=5)
         assert seg.n_frames == 8 and len(api.requests) == calls
+        # Effects and transitions apply over a provider clip as over the compositor.
+        rt.render_range(dict(clip_scene, effects=[{"name": "vignette", "strength": 1.0}]), 12, 20, fmt, "fx.mp4",
+                        seed=5)
+        plain, fx = _decoded(rt, "seg.mp4").astype(float), _decoded(rt, "fx.mp4").astype(float)
+        assert fx[:, :6, :6].mean() < plain[:, :6, :6].mean() - 10
+        assert abs(fx[:, 22:32, 40:56].mean() - plain[:, 22:32, 40:56].mean()) < 6
+        prev = dict(SCENE, index=0, start_frame=0, end_frame=10)
+        faded = dict(clip_scene, transition_in={"kind": "dissolve", "start_frame": 10, "end_frame": 14})
+        rt.render_range(faded, 10, 14, Format(96, 54, Fraction(24), crf=0, preset="ultrafast"), "dis.mp4", seed=5,
+                        prev_scene=prev)
+        lossless = Format(96, 54, Fraction(24), crf=0, preset="ultrafast")
+        rt.render_range(clip_scene, 10, 14, lossless, "nodis.mp4", seed=5)
+        held = generate.SceneRenderer(prev, 96, 54, generate.synth_subject(0), 5).frame(9).astype(float)
+        d, nd = _decoded(rt, "dis.mp4").astype(float), _decoded(rt, "nodis.mp4").astype(float)
+        # The dissolve's first frame is mostly the held outgoing frame, its last mostly the clip.
+        assert np.abs(d[0] - held).mean() < np.abs(nd[0] - held).mean() / 2
+        assert np.abs(d[3] - nd[3]).mean() < np.abs(d[0] - nd[0]).mean() / 2
     finally:
         api.close()
