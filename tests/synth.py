@@ -83,3 +83,15 @@ def make_clip(
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def tiny_analysis(audio: dict, cuts: tuple[int, ...] = (72,), n: int = 144) -> dict:
+    """A minimal analysis.json for plan/audio tests: a 64x36 24 fps source of `n` frames cut into
+    scenes at `cuts`, with the given audio section."""
+    bounds = [0, *cuts, n]
+    scenes = [
+        {"index": i, "start_frame": a, "end_frame": b, "start_s": a / 24, "end_s": b / 24}
+        for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))
+    ]
+    source = {"width": 64, "height": 36, "fps": 24.0, "fps_num": 24, "fps_den": 1, "n_frames": n, "duration_s": n / 24}
+    return {"source": source, "scenes": scenes, "audio": audio}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from lookalike.coordinator import plan_ops, planner
+from synth import tiny_analysis
 
 from lookalike.errors import InputError
 
@@ -16,24 +17,7 @@ def _onset(t: float, strength: float, centroid: float = 300.0) -> dict:
 
 
 def _analysis(audio: dict, cuts=(48, 120), n=192) -> dict:
-    bounds = [0, *cuts, n]
-    scenes = [
-        {"index": i, "start_frame": a, "end_frame": b, "start_s": a / 24, "end_s": b / 24}
-        for i, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False))
-    ]
-    return {
-        "source": {
-            "width": 64,
-            "height": 36,
-            "fps": 24.0,
-            "fps_num": 24,
-            "fps_den": 1,
-            "n_frames": n,
-            "duration_s": n / 24,
-        },
-        "scenes": scenes,
-        "audio": audio,
-    }
+    return tiny_analysis(audio, cuts, n)
 
 
 def test_lone_strong_onsets_become_effects_of_their_kind() -> None:

@@ -12,6 +12,7 @@ import pytest
 from lookalike.coordinator import planner
 from lookalike.nodes import audio_analysis
 from lookalike.nodes.runtime import NodeRuntime
+from synth import tiny_analysis
 
 from lookalike.store import open_store
 
@@ -57,29 +58,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _analysis(audio: dict) -> dict:
-    scenes = [
-        {
-            "index": i,
-            "start_frame": 72 * i,
-            "end_frame": 72 * (i + 1),
-            "start_s": 3.0 * i,
-            "end_s": 3.0 * (i + 1),
-        }
-        for i in range(2)
-    ]
-    return {
-        "source": {
-            "width": 64,
-            "height": 36,
-            "fps": 24.0,
-            "fps_num": 24,
-            "fps_den": 1,
-            "n_frames": 144,
-            "duration_s": DURATION_S,
-        },
-        "scenes": scenes,
-        "audio": audio,
-    }
+    return tiny_analysis(audio)
 
 
 def _nearest(times: list[float], t: float) -> float:

@@ -27,6 +27,7 @@ from lookalike.nodes.providers.elevenlabs import RATE as XI_RATE
 from lookalike.nodes.providers.local import LocalMusic
 from lookalike.nodes.runtime import NodeRuntime
 from provider_fakes import FakeAPI, Request, reply_json
+from synth import tiny_analysis
 
 from lookalike.store import open_store
 
@@ -49,29 +50,7 @@ def _tone_reply(req: Request):
 
 def _analysis() -> dict:
     """Two 3 s scenes at 24 fps; the sample measured 120 BPM in A minor at -16 LUFS."""
-    scenes = [
-        {
-            "index": i,
-            "start_frame": 72 * i,
-            "end_frame": 72 * (i + 1),
-            "start_s": 3.0 * i,
-            "end_s": 3.0 * (i + 1),
-        }
-        for i in range(2)
-    ]
-    return {
-        "source": {
-            "width": 64,
-            "height": 36,
-            "fps": 24.0,
-            "fps_num": 24,
-            "fps_den": 1,
-            "n_frames": 144,
-            "duration_s": DURATION_S,
-        },
-        "scenes": scenes,
-        "audio": {"tempo_bpm": 120.0, "key": "A minor", "lufs": -16.0},
-    }
+    return tiny_analysis({"tempo_bpm": 120.0, "key": "A minor", "lufs": -16.0})
 
 
 def _plan(provider: str | None) -> dict:

@@ -13,6 +13,7 @@ from lookalike.nodes.providers import ProviderSettings, synth_sfx
 from lookalike.nodes.providers.elevenlabs import RATE as XI_RATE
 from lookalike.nodes.runtime import NodeRuntime
 from provider_fakes import FakeAPI, Request
+from synth import tiny_analysis
 
 from lookalike.store import open_store
 
@@ -38,28 +39,7 @@ def test_elevenlabs_effects_land_on_their_times(api: FakeAPI, tmp_path: Path) ->
     rt = NodeRuntime(
         open_store(str(tmp_path / "store")), cache_dir=str(tmp_path / "cache"), provider_settings=settings
     )
-    analysis = {
-        "source": {
-            "width": 64,
-            "height": 36,
-            "fps": 24.0,
-            "fps_num": 24,
-            "fps_den": 1,
-            "n_frames": 144,
-            "duration_s": 6.0,
-        },
-        "scenes": [
-            {
-                "index": i,
-                "start_frame": 72 * i,
-                "end_frame": 72 * (i + 1),
-                "start_s": 3.0 * i,
-                "end_s": 3.0 * (i + 1),
-            }
-            for i in range(2)
-        ],
-        "audio": {"tempo_bpm": 50.0, "lufs": -20.0},
-    }
+    analysis = tiny_analysis({"tempo_bpm": 50.0, "lufs": -20.0})
     bare = planner.make_plan(analysis)
     # between the beats of the 50 BPM music (every 1.2 s), where a drum cannot mask the effect
     plan = plan_ops.apply(
