@@ -341,7 +341,7 @@ class Engine:
         if not any(j.kind == "analyze_vision" for j in self.state.jobs(project_id)):
             self.state.add_jobs(project_id, [{"kind": "analyze_vision", "scene_index": -1, "start_frame": 0,
                                               "end_frame": 0, "spec": {}, "max_attempts": self.settings.max_attempts}])
-        self.emit(project_id, "analyzing", message="faces, on-screen text and captions")
+        self.emit(project_id, "analyzing", message="faces, people, on-screen text and captions")
 
         def build(job, attempt):
             return "Analyze", node_pb2.AnalyzeRequest(ctx=self._ctx(job, attempt), sample_key=sample_key, vision=True,

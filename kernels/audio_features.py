@@ -14,6 +14,7 @@ for `xp` = numpy or cupy and run on the device when handed a cupy array; the dec
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -26,6 +27,17 @@ HOP = 256
 _MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 _MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 _NOTES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+# Key chroma: STFT bins at most KEY_BIN_HZ wide, which split semitones from KEY_FMIN_HZ up (a semitone
+# is 4.8 Hz at 80 Hz; the old 55 Hz floor with 5.4 Hz bins folded bass and kick onto wrong notes);
+# the harmonic/percussive split takes medians over 0.8 s of time and 45 Hz of frequency.
+KEY_FMIN_HZ = 80.0
+KEY_FMAX_HZ = 5000.0
+KEY_BIN_HZ = 3.0
+KEY_HOP_S = 0.093
+HPSS_TIME_S = 0.8
+HPSS_FREQ_HZ = 45.0
+OPENING_S = 1.5
+KEY_MIN_FIT = 0.3  # below this profile correlation nothing reads as tonal
 
 
 def _xp(a: Any) -> ModuleType:
@@ -191,26 +203,93 @@ def tempo_and_beats(y: Any, rate: int) -> tuple[float | None, list[float]]:
     return float(bpm), [round(float(t), 4) for t in times]
 
 
-def estimate_key(y: np.ndarray, rate: int) -> str | None:
-    """Key name like "A minor" from a chroma profile correlated with Krumhansl-Kessler profiles."""
-    mag = _to_host(stft_magnitude(y, n_fft=4096, hop=2048))
-    if mag.size == 0 or float(mag.sum()) <= 0:
-        return None
-    freqs = np.fft.rfftfreq(4096, 1.0 / rate)
-    ok = (freqs >= 55.0) & (freqs <= 2000.0)
+def harmonic_chroma(y: Any, rate: int, *, hop_s: float = KEY_HOP_S) -> np.ndarray:
+    """Chroma of the sustained (pitched) part of a mono signal, shape (12, n_frames), C first.
+
+    Frames are `hop_s` apart. The STFT is long enough (bins <= KEY_BIN_HZ wide) that every bin from
+    KEY_FMIN_HZ up lies within one semitone; a median-filter harmonic/percussive split (Fitzgerald
+    2010) keeps only what holds its pitch over time, so kicks, snares and hats add nothing; bins are
+    summed as magnitudes, not powers, so a few loud bass partials do not outweigh the chords.
+    """
+    n_fft = 1 << math.ceil(math.log2(rate / KEY_BIN_HZ))
+    hop = max(1, int(round(hop_s * rate)))
+    mag = _to_host(stft_magnitude(y, n_fft=n_fft, hop=hop)).astype(np.float64)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
+    ok = (freqs >= KEY_FMIN_HZ) & (freqs <= KEY_FMAX_HZ)
+    if mag.size == 0 or not ok.any():
+        return np.zeros((12, mag.shape[1] if mag.ndim == 2 else 0))
+    from scipy import ndimage
+
+    band = mag[ok]
+    along_time = _odd(HPSS_TIME_S / hop_s)
+    along_freq = _odd(HPSS_FREQ_HZ / (rate / n_fft))
+    harmonic = ndimage.median_filter(band, size=(1, along_time), mode="nearest")
+    percussive = ndimage.median_filter(band, size=(along_freq, 1), mode="nearest")
+    band = band * harmonic**2 / np.maximum(harmonic**2 + percussive**2, 1e-20)
     pitch = np.round(12 * np.log2(freqs[ok] / 440.0) + 9).astype(int) % 12  # 0 = C
-    energy = (mag[ok] ** 2).sum(axis=1)
-    chroma = np.bincount(pitch, weights=energy, minlength=12)
-    if chroma.sum() <= 0:
+    chroma = np.zeros((12, band.shape[1]))
+    np.add.at(chroma, pitch, band)
+    return chroma
+
+
+def _odd(x: float) -> int:
+    return max(1, int(round(x)) // 2 * 2 + 1)
+
+
+def _opening(chroma: np.ndarray, frame_rate: float, downbeats_s: Sequence[float]) -> np.ndarray:
+    """Chroma summed over the first full bar of the music (pickup bars left out), or over its first
+    OPENING_S without two downbeats to measure a bar by."""
+    energy = chroma.sum(axis=0)
+    nonzero = energy[energy > 0]
+    onset = float(np.argmax(energy >= 0.1 * np.median(nonzero))) / frame_rate if nonzero.size else 0.0
+    db = np.asarray(downbeats_s, dtype=np.float64)
+    if len(db) >= 2 and float(np.median(np.diff(db))) > 0:
+        bar = float(np.median(np.diff(db)))
+        # The bar line at or just before the onset (within a tenth of a bar), in the downbeats' phase.
+        start = max(0.0, db[0] - math.floor((db[0] - (onset - 0.1 * bar)) / bar) * bar)
+        end = start + bar
+    else:
+        start, end = onset, onset + OPENING_S
+    a = min(int(start * frame_rate), chroma.shape[1] - 1)
+    b = max(a + 1, int(end * frame_rate))
+    return chroma[:, a:b].sum(axis=1)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / den if den > 0 else 0.0
+
+
+def estimate_key(y: Any, rate: int, *, downbeats_s: Sequence[float] = ()) -> str | None:
+    """Key name like "A minor", or None where nothing pitched stands out (noise, silence).
+
+    The whole piece's harmonic chroma picks the scale: its correlation with the Krumhansl-Kessler
+    profiles, a key and its relative (A minor, C major) sharing the better of their two fits. That
+    fit cannot part the two (A minor's i-VI-III-VII is C major's vi-IV-I-V: the same chords, the same
+    pitch-class histogram); the chord the music opens on does, so each key adds the correlation of
+    its tonic triad with the chroma of the first full bar past any pickup (`downbeats_s`, as from
+    `downbeats`), or of the first OPENING_S seconds without them.
+    """
+    chroma = harmonic_chroma(y, rate)
+    whole = chroma.sum(axis=1)
+    if whole.sum() <= 0:
         return None
-    chroma = chroma / chroma.sum()
-    best, name = -2.0, None
-    for mode, prof in (("major", _MAJOR), ("minor", _MINOR)):
+    opening = _opening(chroma, rate / max(1, int(round(KEY_HOP_S * rate))), downbeats_s)
+    fits = np.array(
+        [[_corr(whole, np.roll(prof, tonic)) for tonic in range(12)] for prof in (_MAJOR, _MINOR)]
+    )
+    best, name = -np.inf, None
+    for minor, third in ((0, 4), (1, 3)):
         for tonic in range(12):
-            r = float(np.corrcoef(chroma, np.roll(prof, tonic))[0, 1])
-            if r > best:
-                best, name = r, f"{_NOTES[tonic]} {mode}"
-    return name if best > 0.3 else None
+            relative = (tonic + 3) % 12 if minor else (tonic + 9) % 12
+            scale = max(fits[minor, tonic], fits[1 - minor, relative])
+            triad = np.zeros(12)
+            triad[[tonic, (tonic + third) % 12, (tonic + 7) % 12]] = 1.0
+            score = scale + _corr(opening, triad)
+            if scale > KEY_MIN_FIT and score > best:
+                best, name = score, f"{_NOTES[tonic]} {('major', 'minor')[minor]}"
+    return name
 
 
 def integrated_loudness(samples: np.ndarray, rate: int) -> float | None:

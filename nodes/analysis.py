@@ -527,6 +527,9 @@ def merge_ranges(info_or_path: Any, ranges: Iterable[dict[str, Any]], audio_doc:
                 },
                 "objects": [],
                 "faces": [],
+                "people": [],
+                "people_count": 0,
+                "people_share": 0.0,
                 "text": [],
                 "mood": {},
             }

@@ -78,7 +78,8 @@ def audio_section(path: str, *, transcriber: Transcriber | None | Any = _DEFAULT
     with clock("downbeats"):
         doc["beats_per_bar"], doc["downbeats_s"] = af.downbeats(y, rate, beats)
     with clock("key"):
-        doc["key"] = af.estimate_key(y, rate)
+        # The downbeats let the key estimator find the opening bar (the tonic chord, past any pickup).
+        doc["key"] = af.estimate_key(y, rate, downbeats_s=doc["downbeats_s"])
     with clock("onsets"):
         doc["onsets"] = onset_details(y, rate, af.onsets(y, rate))  # + attack_s, centroid_hz
     with clock("segments"):

@@ -55,6 +55,7 @@ def test_synthesized_music_tempo_key_and_downbeats(tmp_path):
     media.write_audio(tmp_path / "groove.m4a", y, 48000)
     doc = audio_section(str(tmp_path / "groove.m4a"), transcriber=None)
     assert doc["tempo_bpm"] == pytest.approx(128, rel=0.02)
+    assert doc["key"] == "A minor"  # through AAC and the 22.05 kHz decode, not the relative C major
     bars = 0.25 + np.arange(0, 12, 4 * 60 / 128)
     assert np.abs(np.asarray(doc["downbeats_s"])[:, None] - bars[None, :]).min(axis=1).max() < 0.04
     assert doc["lufs"] == pytest.approx(-16.0, abs=1.0)
