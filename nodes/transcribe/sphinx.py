@@ -50,22 +50,54 @@ class PocketSphinx:
                 transient=False,
                 hint="resample the speech to 16 kHz first (media.read_audio(path, rate=16000))",
             )
-        d = self._load()
-        d.start_utt()
-        d.process_raw(audio.pcm16(), no_search=False, full_utt=True)
-        d.end_utt()
-        hyp = d.hyp()
-        frate = float(d.config["frate"])
+        # The decode runs in a child interpreter: pocketsphinx holds the GIL for seconds at a time (7 s
+        # on a 10 s clip here), which would starve a node's heartbeat thread until the coordinator
+        # declared the node dead. Same decoder, same settings, so the same words.
+        segs, frate = _decode_in_child(self.options, audio.pcm16())
         words: list[Word] = []
-        for seg in d.seg() if hyp is not None else ():
-            if _FILLER.match(seg.word):
+        for word, start, end, prob in segs:
+            if _FILLER.match(word):
                 continue
             words.append(
                 Word(
-                    _VARIANT.sub("", seg.word),
-                    round(seg.start_frame / frate, 3),
-                    round((seg.end_frame + 1) / frate, 3),
-                    round(float(np.clip(seg.prob, 0.0, 1.0)), 3),
+                    _VARIANT.sub("", word),
+                    round(start / frate, 3),
+                    round((end + 1) / frate, 3),
+                    round(float(np.clip(prob, 0.0, 1.0)), 3),
                 )
             )
         return Transcript(" ".join(w.text for w in words), tuple(words), self.name, "en-us", "en")
+
+
+def _decode_in_child(options: dict[str, Any], pcm: bytes) -> tuple[list, float]:
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "lookalike.nodes.transcribe.sphinx", json.dumps(options)],
+        input=pcm, capture_output=True, timeout=600,
+    )
+    if r.returncode != 0:
+        message = r.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        raise ConfigError(f"pocketsphinx failed: {message[0]}", hint="check the model options")
+    out = json.loads(r.stdout)
+    return [tuple(seg) for seg in out["segs"]], float(out["frate"])
+
+
+def _decode(options: dict[str, Any], pcm: bytes) -> tuple[list[tuple[str, int, int, float]], float]:
+    """A fresh decoder over the whole utterance; (word, start, end frame, prob) per segment."""
+    d = PocketSphinx(options)._load()
+    d.start_utt()
+    d.process_raw(pcm, no_search=False, full_utt=True)
+    d.end_utt()
+    segs = [(s.word, int(s.start_frame), int(s.end_frame), float(s.prob)) for s in d.seg()] if d.hyp() is not None else []
+    return segs, float(d.config["frate"])
+
+
+if __name__ == "__main__":  # the child: options as JSON in argv, 16 kHz pcm16 on stdin, JSON out
+    import json
+    import sys
+
+    segs, frate = _decode(json.loads(sys.argv[1]), sys.stdin.buffer.read())
+    sys.stdout.write(json.dumps({"segs": segs, "frate": frate}))

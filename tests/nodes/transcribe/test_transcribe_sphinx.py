@@ -63,3 +63,36 @@ def test_wer_normalizes_case_punctuation_and_digits():
     assert wer("one two three", "1 2 3") == 0.0
     assert wer("a b c d", "a x c") == pytest.approx(0.5)
     assert wer("a b", "a b c") == pytest.approx(0.5)
+
+
+def test_transcription_leaves_other_threads_running():
+    """pocketsphinx holds the GIL for seconds; the decode runs in a child so that a node's heartbeat
+    thread keeps beating (it starved for 7 s, and the coordinator declared the node dead)."""
+    import threading
+    import time
+
+    gaps, done = [], threading.Event()
+
+    def beat():
+        last = time.monotonic()
+        while not done.is_set():
+            time.sleep(0.05)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    t = threading.Thread(target=beat)
+    t.start()
+    try:
+        tr = PocketSphinx().transcribe(speech("speech/jfk.flac"))
+    finally:
+        done.set()
+        t.join()
+    assert tr.words and max(gaps) < 1.0, max(gaps)
+
+
+def test_bad_options_are_a_clear_error():
+    from lookalike.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pocketsphinx"):
+        PocketSphinx({"no_such_option": 1}).transcribe(speech("speech/one_two_three.wav"))
