@@ -572,7 +572,7 @@ class Engine:
 
         def build(job, attempt):
             req = node_pb2.AnalyzeRequest(ctx=self._ctx(job, attempt), sample_key=final_key,
-                                          audio=job.kind == "score_audio")
+                                          audio=job.kind == "score_audio", skip_transcription=True)
             req.range.start_frame, req.range.end_frame = job.start_frame, job.end_frame
             return "Analyze", req
 

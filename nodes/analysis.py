@@ -600,11 +600,13 @@ def analyze(
     progress: Progress | None = None,
     chunk_frames: int | None = None,
     lut_dir: str | Path | None = None,
+    transcribe: bool = True,
 ) -> dict:
     """analysis.json for the video at `path`; `progress(done_frames, total_frames)` as it goes.
 
     Adds `timings` (seconds per stage: video features, audio, merge). With `lut_dir`, each scene's
-    fitted LUT is written there as a `.cube` (see `write_luts`).
+    fitted LUT is written there as a `.cube` (see `write_luts`). `transcribe=False` leaves the
+    audio section without a transcript.
     """
     t0 = time.perf_counter()
     info = _probe(path)
@@ -624,7 +626,7 @@ def analyze(
         if progress is not None:
             progress(min(done, total), total)
     t_video = time.perf_counter() - t0
-    audio = analyze_audio(path)
+    audio = analyze_audio(path) if transcribe else analyze_audio(path, transcriber=None)
     t_audio = time.perf_counter() - t0 - t_video
     doc = merge_ranges(info, ranges, audio)
     doc["timings"] = {

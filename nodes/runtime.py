@@ -135,9 +135,11 @@ class NodeRuntime:
         FRAMES.labels("analyze", self.node_id).inc(max(0, end - start))
         return feats
 
-    def analyze_audio(self, sample_key: str) -> dict:
+    def analyze_audio(self, sample_key: str, *, transcribe: bool = True) -> dict:
         from lookalike.nodes import analysis
 
+        if not transcribe:
+            return analysis.analyze_audio(self.local(sample_key), transcriber=None)
         return analysis.analyze_audio(self.local(sample_key))
 
     def merge_analysis(self, sample_key: str, ranges: list[dict], audio: dict) -> dict:

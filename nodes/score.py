@@ -818,7 +818,7 @@ def score(
             }
         )
     sample = sample_analysis or analyze(sample_path)
-    output = output_analysis or analyze(output_path)
+    output = output_analysis or analyze(output_path, transcribe=False)  # no score compares words
     if output_analysis:
         _check_analysis_of(output_analysis, output_path)
     alignment = align_scenes(sample, output, plan)

@@ -66,7 +66,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
                     _loads(request.audio_features_json, "audio features"),
                 )
             elif request.audio:
-                doc = self.rt.analyze_audio(request.sample_key)
+                doc = self.rt.analyze_audio(request.sample_key, transcribe=not request.skip_transcription)
             else:
                 doc = self.rt.analyze_range(request.sample_key, request.range.start_frame, request.range.end_frame)
             return node_pb2.AnalyzeReply(features_json=json.dumps(doc))

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from lookalike.v1 import common_pb2 as lookalike_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lookalike/v1/node.proto\x12\x0clookalike.v1\x1a\x19lookalike/v1/common.proto\"D\n\nJobContext\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nattempt_id\x18\x03 \x01(\t\"*\n\x0cProbeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63heck\x18\x02 \x01(\t\"\x1f\n\nProbeReply\x12\x11\n\tinfo_json\x18\x01 \x01(\t\"\xe4\x01\n\x0e\x41nalyzeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nsample_key\x18\x02 \x01(\t\x12\'\n\x05range\x18\x03 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12\r\n\x05\x61udio\x18\x04 \x01(\x08\x12\x1b\n\x13range_features_json\x18\x05 \x03(\t\x12\x1b\n\x13\x61udio_features_json\x18\x06 \x01(\t\x12\x0e\n\x06vision\x18\x07 \x01(\x08\x12\x15\n\ranalysis_json\x18\x08 \x01(\t\"%\n\x0c\x41nalyzeReply\x12\x15\n\rfeatures_json\x18\x01 \x01(\t\"d\n\rDecodeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05range\x18\x02 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"Z\n\x0c\x44\x65\x63odedFrame\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05pts_s\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05rgb24\x18\x05 \x01(\x0c\"\x9b\x01\n\x0cGradeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tinput_key\x18\x02 \x01(\t\x12\x12\n\ngrade_json\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12)\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\"\xc8\x01\n\x0e\x45\x66\x66\x65\x63tsRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tinput_key\x18\x02 \x01(\t\x12\x14\n\x0c\x65\x66\x66\x65\x63ts_json\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12)\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\'\n\x05range\x18\x06 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\"\x82\x01\n\x0b\x45ncodeChunk\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\noutput_key\x18\x02 \x01(\t\x12)\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\r\n\x05rgb24\x18\x04 \x01(\x0c\"\xa5\x01\n\x0cScoreRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nsample_key\x18\x02 \x01(\t\x12\x12\n\noutput_key\x18\x03 \x01(\t\x12\x15\n\ranalysis_json\x18\x04 \x01(\t\x12\x11\n\tplan_json\x18\x05 \x01(\t\x12\x1c\n\x14output_analysis_json\x18\x06 \x01(\t\"%\n\nScoreReply\x12\x17\n\x0fsimilarity_json\x18\x01 \x01(\t\"\xca\x02\n\x12RenderRangeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nscene_json\x18\x02 \x01(\t\x12\'\n\x05range\x18\x03 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12)\n\x06\x66ormat\x18\x04 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\x13\n\x0bsubject_key\x18\x05 \x01(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x12\n\noutput_key\x18\x07 \x01(\t\x12\x12\n\nsample_key\x18\x08 \x01(\t\x12\x12\n\nkeep_video\x18\t \x01(\x08\x12\x14\n\x0csubject_seed\x18\n \x01(\x03\x12\x17\n\x0fprev_scene_json\x18\x0b \x01(\t\x12\x17\n\x0fnext_scene_json\x18\x0c \x01(\t\"\xdd\x01\n\x14GenerateSceneRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nscene_json\x18\x02 \x01(\t\x12)\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\x13\n\x0bsubject_key\x18\x04 \x01(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x14\n\x0csubject_seed\x18\x06 \x01(\x03\x12\x12\n\noutput_key\x18\x07 \x01(\t\x12\x12\n\nsample_key\x18\x08 \x01(\t\"H\n\x12GenerateSceneReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x13\n\x0brecord_json\x18\x03 \x01(\t\"]\n\x0cSegmentReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08n_frames\x18\x02 \x01(\x05\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\"\xc3\x01\n\x12RenderAudioRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tplan_json\x18\x02 \x01(\t\x12\x15\n\ranalysis_json\x18\x03 \x01(\t\x12\x12\n\nsample_key\x18\x04 \x01(\t\x12\x12\n\nkeep_audio\x18\x05 \x01(\x08\x12\x12\n\noutput_key\x18\x06 \x01(\t\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12\x0c\n\x04seed\x18\x08 \x01(\x03\"Q\n\nAudioReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04lufs\x18\x02 \x01(\x01\x12\x14\n\x0ctrue_peak_db\x18\x03 \x01(\x01\x12\x12\n\nduration_s\x18\x04 \x01(\x01\"\xed\x01\n\x0f\x41ssembleRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x14\n\x0csegment_keys\x18\x02 \x03(\t\x12\x11\n\taudio_key\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpected_frames\x18\x05 \x01(\x05\x12\x11\n\tplan_json\x18\x06 \x01(\t\x12\x15\n\ranalysis_json\x18\x07 \x01(\t\x12\x0f\n\x07\x66ormats\x18\x08 \x03(\t\x12\x12\n\nresolution\x18\t \x01(\t\x12\x0e\n\x06\x61spect\x18\n \x01(\t\"\xbb\x01\n\rAssembleReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08n_frames\x18\x02 \x01(\x05\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x11\n\tinfo_json\x18\x04 \x01(\t\x12\x39\n\x07outputs\x18\x05 \x03(\x0b\x32(.lookalike.v1.AssembleReply.OutputsEntry\x1a.\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\x93\x06\n\x04Node\x12=\n\x05Probe\x12\x1a.lookalike.v1.ProbeRequest\x1a\x18.lookalike.v1.ProbeReply\x12\x43\n\x07\x41nalyze\x12\x1c.lookalike.v1.AnalyzeRequest\x1a\x1a.lookalike.v1.AnalyzeReply\x12\x43\n\x06\x44\x65\x63ode\x12\x1b.lookalike.v1.DecodeRequest\x1a\x1a.lookalike.v1.DecodedFrame0\x01\x12?\n\x05Grade\x12\x1a.lookalike.v1.GradeRequest\x1a\x1a.lookalike.v1.SegmentReply\x12H\n\x0c\x41pplyEffects\x12\x1c.lookalike.v1.EffectsRequest\x1a\x1a.lookalike.v1.SegmentReply\x12\x41\n\x06\x45ncode\x12\x19.lookalike.v1.EncodeChunk\x1a\x1a.lookalike.v1.SegmentReply(\x01\x12=\n\x05Score\x12\x1a.lookalike.v1.ScoreRequest\x1a\x18.lookalike.v1.ScoreReply\x12U\n\rGenerateScene\x12\".lookalike.v1.GenerateSceneRequest\x1a .lookalike.v1.GenerateSceneReply\x12K\n\x0bRenderRange\x12 .lookalike.v1.RenderRangeRequest\x1a\x1a.lookalike.v1.SegmentReply\x12I\n\x0bRenderAudio\x12 .lookalike.v1.RenderAudioRequest\x1a\x18.lookalike.v1.AudioReply\x12\x46\n\x08\x41ssemble\x12\x1d.lookalike.v1.AssembleRequest\x1a\x1b.lookalike.v1.AssembleReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lookalike/v1/node.proto\x12\x0clookalike.v1\x1a\x19lookalike/v1/common.proto\"D\n\nJobContext\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nattempt_id\x18\x03 \x01(\t\"*\n\x0cProbeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05\x63heck\x18\x02 \x01(\t\"\x1f\n\nProbeReply\x12\x11\n\tinfo_json\x18\x01 \x01(\t\"\x80\x02\n\x0e\x41nalyzeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nsample_key\x18\x02 \x01(\t\x12\'\n\x05range\x18\x03 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12\r\n\x05\x61udio\x18\x04 \x01(\x08\x12\x1b\n\x13range_features_json\x18\x05 \x03(\t\x12\x1b\n\x13\x61udio_features_json\x18\x06 \x01(\t\x12\x0e\n\x06vision\x18\x07 \x01(\x08\x12\x15\n\ranalysis_json\x18\x08 \x01(\t\x12\x1a\n\x12skip_transcription\x18\t \x01(\x08\"%\n\x0c\x41nalyzeReply\x12\x15\n\rfeatures_json\x18\x01 \x01(\t\"d\n\rDecodeRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05range\x18\x02 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"Z\n\x0c\x44\x65\x63odedFrame\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05pts_s\x18\x02 \x01(\x01\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05rgb24\x18\x05 \x01(\x0c\"\x9b\x01\n\x0cGradeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tinput_key\x18\x02 \x01(\t\x12\x12\n\ngrade_json\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12)\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\"\xc8\x01\n\x0e\x45\x66\x66\x65\x63tsRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tinput_key\x18\x02 \x01(\t\x12\x14\n\x0c\x65\x66\x66\x65\x63ts_json\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12)\n\x06\x66ormat\x18\x05 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\'\n\x05range\x18\x06 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\"\x82\x01\n\x0b\x45ncodeChunk\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\noutput_key\x18\x02 \x01(\t\x12)\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\r\n\x05rgb24\x18\x04 \x01(\x0c\"\xa5\x01\n\x0cScoreRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nsample_key\x18\x02 \x01(\t\x12\x12\n\noutput_key\x18\x03 \x01(\t\x12\x15\n\ranalysis_json\x18\x04 \x01(\t\x12\x11\n\tplan_json\x18\x05 \x01(\t\x12\x1c\n\x14output_analysis_json\x18\x06 \x01(\t\"%\n\nScoreReply\x12\x17\n\x0fsimilarity_json\x18\x01 \x01(\t\"\xca\x02\n\x12RenderRangeRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nscene_json\x18\x02 \x01(\t\x12\'\n\x05range\x18\x03 \x01(\x0b\x32\x18.lookalike.v1.FrameRange\x12)\n\x06\x66ormat\x18\x04 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\x13\n\x0bsubject_key\x18\x05 \x01(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x12\n\noutput_key\x18\x07 \x01(\t\x12\x12\n\nsample_key\x18\x08 \x01(\t\x12\x12\n\nkeep_video\x18\t \x01(\x08\x12\x14\n\x0csubject_seed\x18\n \x01(\x03\x12\x17\n\x0fprev_scene_json\x18\x0b \x01(\t\x12\x17\n\x0fnext_scene_json\x18\x0c \x01(\t\"\xdd\x01\n\x14GenerateSceneRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x12\n\nscene_json\x18\x02 \x01(\t\x12)\n\x06\x66ormat\x18\x03 \x01(\x0b\x32\x19.lookalike.v1.VideoFormat\x12\x13\n\x0bsubject_key\x18\x04 \x01(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x14\n\x0csubject_seed\x18\x06 \x01(\x03\x12\x12\n\noutput_key\x18\x07 \x01(\t\x12\x12\n\nsample_key\x18\x08 \x01(\t\"H\n\x12GenerateSceneReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x13\n\x0brecord_json\x18\x03 \x01(\t\"]\n\x0cSegmentReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08n_frames\x18\x02 \x01(\x05\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0f\n\x07seconds\x18\x05 \x01(\x01\"\xc3\x01\n\x12RenderAudioRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x11\n\tplan_json\x18\x02 \x01(\t\x12\x15\n\ranalysis_json\x18\x03 \x01(\t\x12\x12\n\nsample_key\x18\x04 \x01(\t\x12\x12\n\nkeep_audio\x18\x05 \x01(\x08\x12\x12\n\noutput_key\x18\x06 \x01(\t\x12\x12\n\nduration_s\x18\x07 \x01(\x01\x12\x0c\n\x04seed\x18\x08 \x01(\x03\"Q\n\nAudioReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04lufs\x18\x02 \x01(\x01\x12\x14\n\x0ctrue_peak_db\x18\x03 \x01(\x01\x12\x12\n\nduration_s\x18\x04 \x01(\x01\"\xed\x01\n\x0f\x41ssembleRequest\x12%\n\x03\x63tx\x18\x01 \x01(\x0b\x32\x18.lookalike.v1.JobContext\x12\x14\n\x0csegment_keys\x18\x02 \x03(\t\x12\x11\n\taudio_key\x18\x03 \x01(\t\x12\x12\n\noutput_key\x18\x04 \x01(\t\x12\x17\n\x0f\x65xpected_frames\x18\x05 \x01(\x05\x12\x11\n\tplan_json\x18\x06 \x01(\t\x12\x15\n\ranalysis_json\x18\x07 \x01(\t\x12\x0f\n\x07\x66ormats\x18\x08 \x03(\t\x12\x12\n\nresolution\x18\t \x01(\t\x12\x0e\n\x06\x61spect\x18\n \x01(\t\"\xbb\x01\n\rAssembleReply\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08n_frames\x18\x02 \x01(\x05\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x11\n\tinfo_json\x18\x04 \x01(\t\x12\x39\n\x07outputs\x18\x05 \x03(\x0b\x32(.lookalike.v1.AssembleReply.OutputsEntry\x1a.\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\x93\x06\n\x04Node\x12=\n\x05Probe\x12\x1a.lookalike.v1.ProbeRequest\x1a\x18.lookalike.v1.ProbeReply\x12\x43\n\x07\x41nalyze\x12\x1c.lookalike.v1.AnalyzeRequest\x1a\x1a.lookalike.v1.AnalyzeReply\x12\x43\n\x06\x44\x65\x63ode\x12\x1b.lookalike.v1.DecodeRequest\x1a\x1a.lookalike.v1.DecodedFrame0\x01\x12?\n\x05Grade\x12\x1a.lookalike.v1.GradeRequest\x1a\x1a.lookalike.v1.SegmentReply\x12H\n\x0c\x41pplyEffects\x12\x1c.lookalike.v1.EffectsRequest\x1a\x1a.lookalike.v1.SegmentReply\x12\x41\n\x06\x45ncode\x12\x19.lookalike.v1.EncodeChunk\x1a\x1a.lookalike.v1.SegmentReply(\x01\x12=\n\x05Score\x12\x1a.lookalike.v1.ScoreRequest\x1a\x18.lookalike.v1.ScoreReply\x12U\n\rGenerateScene\x12\".lookalike.v1.GenerateSceneRequest\x1a .lookalike.v1.GenerateSceneReply\x12K\n\x0bRenderRange\x12 .lookalike.v1.RenderRangeRequest\x1a\x1a.lookalike.v1.SegmentReply\x12I\n\x0bRenderAudio\x12 .lookalike.v1.RenderAudioRequest\x1a\x18.lookalike.v1.AudioReply\x12\x46\n\x08\x41ssemble\x12\x1d.lookalike.v1.AssembleRequest\x1a\x1b.lookalike.v1.AssembleReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,41 +41,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROBEREPLY']._serialized_start=182
   _globals['_PROBEREPLY']._serialized_end=213
   _globals['_ANALYZEREQUEST']._serialized_start=216
-  _globals['_ANALYZEREQUEST']._serialized_end=444
-  _globals['_ANALYZEREPLY']._serialized_start=446
-  _globals['_ANALYZEREPLY']._serialized_end=483
-  _globals['_DECODEREQUEST']._serialized_start=485
-  _globals['_DECODEREQUEST']._serialized_end=585
-  _globals['_DECODEDFRAME']._serialized_start=587
-  _globals['_DECODEDFRAME']._serialized_end=677
-  _globals['_GRADEREQUEST']._serialized_start=680
-  _globals['_GRADEREQUEST']._serialized_end=835
-  _globals['_EFFECTSREQUEST']._serialized_start=838
-  _globals['_EFFECTSREQUEST']._serialized_end=1038
-  _globals['_ENCODECHUNK']._serialized_start=1041
-  _globals['_ENCODECHUNK']._serialized_end=1171
-  _globals['_SCOREREQUEST']._serialized_start=1174
-  _globals['_SCOREREQUEST']._serialized_end=1339
-  _globals['_SCOREREPLY']._serialized_start=1341
-  _globals['_SCOREREPLY']._serialized_end=1378
-  _globals['_RENDERRANGEREQUEST']._serialized_start=1381
-  _globals['_RENDERRANGEREQUEST']._serialized_end=1711
-  _globals['_GENERATESCENEREQUEST']._serialized_start=1714
-  _globals['_GENERATESCENEREQUEST']._serialized_end=1935
-  _globals['_GENERATESCENEREPLY']._serialized_start=1937
-  _globals['_GENERATESCENEREPLY']._serialized_end=2009
-  _globals['_SEGMENTREPLY']._serialized_start=2011
-  _globals['_SEGMENTREPLY']._serialized_end=2104
-  _globals['_RENDERAUDIOREQUEST']._serialized_start=2107
-  _globals['_RENDERAUDIOREQUEST']._serialized_end=2302
-  _globals['_AUDIOREPLY']._serialized_start=2304
-  _globals['_AUDIOREPLY']._serialized_end=2385
-  _globals['_ASSEMBLEREQUEST']._serialized_start=2388
-  _globals['_ASSEMBLEREQUEST']._serialized_end=2625
-  _globals['_ASSEMBLEREPLY']._serialized_start=2628
-  _globals['_ASSEMBLEREPLY']._serialized_end=2815
-  _globals['_ASSEMBLEREPLY_OUTPUTSENTRY']._serialized_start=2769
-  _globals['_ASSEMBLEREPLY_OUTPUTSENTRY']._serialized_end=2815
-  _globals['_NODE']._serialized_start=2818
-  _globals['_NODE']._serialized_end=3605
+  _globals['_ANALYZEREQUEST']._serialized_end=472
+  _globals['_ANALYZEREPLY']._serialized_start=474
+  _globals['_ANALYZEREPLY']._serialized_end=511
+  _globals['_DECODEREQUEST']._serialized_start=513
+  _globals['_DECODEREQUEST']._serialized_end=613
+  _globals['_DECODEDFRAME']._serialized_start=615
+  _globals['_DECODEDFRAME']._serialized_end=705
+  _globals['_GRADEREQUEST']._serialized_start=708
+  _globals['_GRADEREQUEST']._serialized_end=863
+  _globals['_EFFECTSREQUEST']._serialized_start=866
+  _globals['_EFFECTSREQUEST']._serialized_end=1066
+  _globals['_ENCODECHUNK']._serialized_start=1069
+  _globals['_ENCODECHUNK']._serialized_end=1199
+  _globals['_SCOREREQUEST']._serialized_start=1202
+  _globals['_SCOREREQUEST']._serialized_end=1367
+  _globals['_SCOREREPLY']._serialized_start=1369
+  _globals['_SCOREREPLY']._serialized_end=1406
+  _globals['_RENDERRANGEREQUEST']._serialized_start=1409
+  _globals['_RENDERRANGEREQUEST']._serialized_end=1739
+  _globals['_GENERATESCENEREQUEST']._serialized_start=1742
+  _globals['_GENERATESCENEREQUEST']._serialized_end=1963
+  _globals['_GENERATESCENEREPLY']._serialized_start=1965
+  _globals['_GENERATESCENEREPLY']._serialized_end=2037
+  _globals['_SEGMENTREPLY']._serialized_start=2039
+  _globals['_SEGMENTREPLY']._serialized_end=2132
+  _globals['_RENDERAUDIOREQUEST']._serialized_start=2135
+  _globals['_RENDERAUDIOREQUEST']._serialized_end=2330
+  _globals['_AUDIOREPLY']._serialized_start=2332
+  _globals['_AUDIOREPLY']._serialized_end=2413
+  _globals['_ASSEMBLEREQUEST']._serialized_start=2416
+  _globals['_ASSEMBLEREQUEST']._serialized_end=2653
+  _globals['_ASSEMBLEREPLY']._serialized_start=2656
+  _globals['_ASSEMBLEREPLY']._serialized_end=2843
+  _globals['_ASSEMBLEREPLY_OUTPUTSENTRY']._serialized_start=2797
+  _globals['_ASSEMBLEREPLY_OUTPUTSENTRY']._serialized_end=2843
+  _globals['_NODE']._serialized_start=2846
+  _globals['_NODE']._serialized_end=3633
 # @@protoc_insertion_point(module_scope)

@@ -29,6 +29,7 @@ from lookalike.nodes.runtime import NodeRuntime
 from provider_fakes import FakeAPI, Request, reply_json
 from synth import tiny_analysis
 
+from lookalike.errors import ProviderError
 from lookalike.store import open_store
 
 RATE = 48000
@@ -230,3 +231,21 @@ def test_a_loop_keeps_the_beat_across_the_seam() -> None:
     assert np.allclose(starts, np.round(starts * 2) / 2, atol=1e-3)
     cut = music.fit_length(piece + 0.3, RATE, RATE)
     assert cut.shape == (2, RATE) and abs(cut[0, -1]) < 1e-3  # cut with a fade, no click at the end
+
+
+def test_a_very_short_timeline_takes_music_a_sample_short_of_it() -> None:
+    """A 22-frame (0.917 s) project: the local music comes back a rounding hair short of the timeline,
+    which must be fitted, not refused (it failed such projects for good)."""
+    duration = 22 / 24
+    piece = music.render_music(duration, 120.0, rate=RATE, seed=1)[:, :-3]
+    x, _ = conform_music(
+        AudioResult(piece, RATE, CallRecord("local", "music"), 120.0),
+        rate=RATE,
+        duration_s=duration,
+        tempo_bpm=120.0,
+        target_lufs=-16.0,
+    )
+    assert x.shape == (2, round(duration * RATE))
+    with pytest.raises(ProviderError, match="of music for a"):
+        conform_music(AudioResult(piece[:, : RATE // 2], RATE, CallRecord("x", "music")), rate=RATE,
+                      duration_s=duration, tempo_bpm=120.0, target_lufs=-16.0)
