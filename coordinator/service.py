@@ -16,13 +16,13 @@ import time
 import uuid
 
 import grpc
-
 from lookalike.coordinator.auth import Auth, AuthInterceptor, LimitError, RateLimiter, check_id, clean_label
 from lookalike.coordinator.engine import EXTRA_FORMATS, OUTPUT_NAMES, Engine, output_names
+from lookalike.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
+
 from lookalike.errors import InputError, LookalikeError, NotFoundError
 from lookalike.grpcutil import make_server, mapped, server_tls
 from lookalike.obs import get_logger, init_coordinator_metrics, serve_metrics
-from lookalike.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
 log = get_logger("coordinator")
 CHUNK = 1 << 20
@@ -406,6 +406,7 @@ class Coordinator:
     def __init__(self, settings, *, listen: str = "127.0.0.1:0", metrics_port: int | None = None) -> None:
         from lookalike.coordinator.dispatch import Dispatcher
         from lookalike.coordinator.state import open_state
+
         from lookalike.store import open_store
 
         self.settings = settings

@@ -164,6 +164,10 @@ class PeopleDetector:
     def detect(self, rgb: np.ndarray) -> list[dict[str, Any]]:
         """Bodies as {"box": [x, y, w, h] in fractions of the frame, "score"}, best first."""
         h, w = rgb.shape[:2]
+        win_w, win_h = self._hog.winSize
+        if h < win_h or w < win_w:
+            # No body fits a frame smaller than the detector's window (and OpenCV 4.x crashes on one).
+            return []
         boxes, weights = self._hog.detectMultiScale(
             np.ascontiguousarray(rgb), winStride=(8, 8), padding=(8, 8), scale=1.05
         )

@@ -349,3 +349,18 @@ def test_analyze_vision_fills_scenes(tmp_path, provider):
         assert " ".join(t["text"] for t in out["scenes"][0]["text"]).replace(" ", "") == "FIRSTSCENE"
         assert out["scenes"][1]["text"] == []
     json.dumps(out, allow_nan=False)
+
+
+def test_frames_smaller_than_the_people_window_have_nobody_and_do_not_crash(tmp_path):
+    """OpenCV 4.x's HOG crashes (SIGSEGV) on an image smaller than its 64x128 window: a 96x54 sample
+    killed every node of the load test. Such frames simply hold no whole body."""
+    from lookalike.nodes import analysis
+    from synth import make_clip
+
+    det = vision.PeopleDetector()
+    for h, w in ((54, 96), (127, 300), (300, 63)):
+        assert det.detect(np.zeros((h, w, 3), np.uint8)) == []
+    path = tmp_path / "tiny.mp4"
+    make_clip(path, [(12, (200, 60, 90), 1.0), (10, (70, 90, 220), 0.0)], size=(96, 54))
+    doc = vision.analyze_vision(str(path), analysis.analyze(str(path)))
+    assert [s["people_count"] for s in doc["scenes"]] == [0, 0]
