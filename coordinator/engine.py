@@ -470,10 +470,8 @@ class Engine:
         subject, seed = opts.get("subject_key") or "", int(opts.get("seed") or 0)
         digest = {i: _content_hash(s, fmt.width, fmt.height, fmt.fps.num, fmt.fps.den, subject, seed)
                   for i, s in wanted.items()}
-        done = {(j.spec or {}).get("h"): j for j in self.state.jobs(project_id)
-                if j.kind == "generate_scene" and j.state == "succeeded"}
         mine = {j.scene_index: j for j in self._jobs(project_id, {"generate_scene"}, version)}
-        missing = [i for i in wanted if digest[i] not in done and i not in mine]
+        missing = [i for i in wanted if digest[i] not in self._clips_by_hash(project_id) and i not in mine]
         if missing:
             self.state.add_jobs(project_id, [{"kind": "generate_scene", "scene_index": i, "start_frame":
                                               wanted[i]["start_frame"], "end_frame": wanted[i]["end_frame"],
@@ -493,13 +491,17 @@ class Engine:
 
         self.dispatcher.run(project_id, {"generate_scene"}, build, _parse_reply, cancelled=cancelled, on_done=on_done,
                             select=lambda j: _version(j) == version, **self._share(project_id))
-        done = {(j.spec or {}).get("h"): j for j in self.state.jobs(project_id)
-                if j.kind == "generate_scene" and j.state == "succeeded"}
+        done = self._clips_by_hash(project_id)
         out = {}
         for i in wanted:
             r = done[digest[i]].result
             out[i] = {"clip_key": r["key"], "provider": r["provider"]} if r["key"] else {"provider": "local"}
         return out
+
+    def _clips_by_hash(self, project_id: str) -> dict:
+        """The project's generated scene clips (succeeded generate_scene jobs) by content hash."""
+        return {(j.spec or {}).get("h"): j for j in self.state.jobs(project_id)
+                if j.kind == "generate_scene" and j.state == "succeeded"}
 
     def _assembled(self, project_id: str, version: int) -> dict:
         return next(j for j in self._jobs(project_id, {"assemble"}, version) if j.state == "succeeded").result
