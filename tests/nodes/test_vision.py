@@ -137,19 +137,25 @@ def test_faces_in_real_frames():
         assert det.detect(rgb) == [], f"{name} frame {index}"
 
 
-def test_analyze_vision_counts_people_per_scene(tmp_path):
-    """Two shots (the bare brick wall, then two figures before a flat wall): nobody, then two people."""
+def _write_clip(path: Path, frames: list) -> Path:
+    """640x360 rgb24 frames as an H.264 clip at 24 fps."""
     import av
 
-    bg = backdrops()
-    frames = [bg["brick"]] * 12 + [figure(figure(bg["flat"].copy(), 200, 120, 120), 460, 110, 140)] * 12
-    path = tmp_path / "people.mp4"
     with av.open(str(path), "w") as c:
         vs = c.add_stream("libx264", rate=24)
         vs.width, vs.height, vs.pix_fmt = 640, 360, "yuv420p"
         for f in frames:
             c.mux(vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
         c.mux(vs.encode(None))
+    return path
+
+
+def test_analyze_vision_counts_people_per_scene(tmp_path):
+    """Two shots (the bare brick wall, then two figures before a flat wall): nobody, then two people."""
+
+    bg = backdrops()
+    frames = [bg["brick"]] * 12 + [figure(figure(bg["flat"].copy(), 200, 120, 120), 460, 110, 140)] * 12
+    path = _write_clip(tmp_path / "people.mp4", frames)
 
     def doc() -> dict:
         return {
@@ -315,7 +321,6 @@ def test_provider_errors_say_whether_to_retry(provider, transient):
 @pytest.mark.parametrize("provider", [("openai",)], indirect=True)
 def test_analyze_vision_fills_scenes(tmp_path, provider):
     """Two shots (a title card, then a texture): text in the first, none in the second, a caption each."""
-    import av
     from lookalike.nodes import analysis
 
     rng = np.random.default_rng(1)
@@ -323,13 +328,7 @@ def test_analyze_vision_fills_scenes(tmp_path, provider):
         rng.integers(0, 256, (18, 32, 3), dtype=np.uint8), (640, 360), interpolation=cv2.INTER_CUBIC
     )
     frames = [text_frame("FIRST SCENE")] * 12 + [texture] * 12
-    path = tmp_path / "two.mp4"
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("libx264", rate=24)
-        vs.width, vs.height, vs.pix_fmt = 640, 360, "yuv420p"
-        for f in frames:
-            c.mux(vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
-        c.mux(vs.encode(None))
+    path = _write_clip(tmp_path / "two.mp4", frames)
     doc = analysis.analyze(str(path))
     assert [s["start_frame"] for s in doc["scenes"]] == [0, 12]
     cap = vision.OpenAICaptioner(api_key="k-test", base_url=provider.url + "/v1")
