@@ -31,11 +31,10 @@ def _load(name: str, path: Path):
 
 
 Farm = _load("farm_helpers", ROOT / "tests" / "farm.py").Farm
-from remake import _tree_rss  # noqa: E402
-from synth import make_clip  # noqa: E402
-
 from lookalike.client import Client  # noqa: E402
 from lookalike.coordinator.state import open_state  # noqa: E402
+from remake import _tree_rss  # noqa: E402
+from synth import make_clip  # noqa: E402
 
 
 def run(nodes: int, clip: Path, projects: int, tmp: Path) -> dict:

@@ -229,7 +229,6 @@ def cmd_node(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from lookalike.client import Client
 
     manifest = Path(args.manifest)
     _check_input_file(str(manifest), "manifest")
@@ -254,7 +253,7 @@ def cmd_submit(args) -> int:
             print(json.dumps({"project_id": p.id, "name": p.name, "state": p.state}))
         if args.wait:
             failed = 0
-            for p, out in zip(projects, outs):
+            for p, out in zip(projects, outs, strict=True):
                 try:
                     c.wait(p.id)
                     if out:
@@ -268,7 +267,6 @@ def cmd_submit(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from lookalike.client import Client
 
     with _connect(args.cluster, args) as c:
         ps = [c.project(args.project)] if args.project else c.projects()
@@ -279,7 +277,6 @@ def cmd_status(args) -> int:
 
 
 def cmd_watch(args) -> int:
-    from lookalike.client import Client
 
     with _connect(args.cluster, args) as c:
         c.wait(args.project, Progress(False))
@@ -287,7 +284,6 @@ def cmd_watch(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from lookalike.client import Client
 
     with _connect(args.cluster, args) as c:
         p = c.cancel(args.project)

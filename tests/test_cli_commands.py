@@ -67,6 +67,7 @@ def test_submit_status_watch_and_cancel(tmp_path, farm, sample):
 
 def test_cancel_stops_a_running_project(tmp_path, farm):
     from lookalike.client import Client
+
     from lookalike.errors import CancelledError
 
     # Long enough (many small ranges) that the render is still under way when the cancel arrives.

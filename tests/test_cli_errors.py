@@ -8,9 +8,8 @@ import shutil
 
 import pytest
 from farm import MEDIA, Farm, cli
-from synth import make_clip
-
 from lookalike.nodes import media
+from synth import make_clip
 
 
 @pytest.fixture(scope="module")

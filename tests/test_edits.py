@@ -8,14 +8,13 @@ import json
 import grpc
 import numpy as np
 import pytest
-from farm import Farm, cli
-from synth import make_clip
-
+from farm import Farm
 from lookalike.client import Client
 from lookalike.coordinator.state import open_state
 from lookalike.kernels.grade import measure_grade
 from lookalike.nodes import media
 from lookalike.v1 import coordinator_pb2, coordinator_pb2_grpc
+from synth import make_clip
 
 pytestmark = pytest.mark.slow
 

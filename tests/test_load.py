@@ -8,9 +8,8 @@ import uuid
 
 import pytest
 from farm import Farm, cli
-from synth import make_clip
-
 from lookalike.nodes import media
+from synth import make_clip
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 

@@ -8,10 +8,9 @@ import json
 import numpy as np
 import pytest
 from farm import MEDIA, cli
-from synth import make_clip, psnr
-
 from lookalike.nodes import media
 from lookalike.nodes.analysis import analyze
+from synth import make_clip, psnr
 
 OUTPUTS = ("final.mp4", "project.json", "analysis.json", "plan.json", "similarity.json", "report.html")
 
@@ -52,10 +51,10 @@ def test_remake_keeps_structure_and_copies_nothing(tmp_path, sample):
     scenes = analyze(str(out / "final.mp4"))["scenes"][1:]
     hard = [s["start_frame"] for s in scenes if s["transition_in"]["kind"] == "cut"]
     assert len(hard) == len(truth["cuts"])
-    assert all(abs(a - b) <= 1 for a, b in zip(hard, truth["cuts"]))
+    assert all(abs(a - b) <= 1 for a, b in zip(hard, truth["cuts"], strict=True))
     # New pictures: never the sample's pixels.
     src, new = _frames(path), _frames(out / "final.mp4")
-    assert max(psnr(a, b) for a, b in zip(src, new)) < 20
+    assert max(psnr(a, b) for a, b in zip(src, new, strict=True)) < 20
     # New sound at the sample's tempo, not the sample's own track.
     a_src, _ = media.read_audio(str(path), rate=22050)
     a_new, _ = media.read_audio(str(out / "final.mp4"), rate=22050)
@@ -82,7 +81,7 @@ def test_keep_flags_copy_the_sample(tmp_path, sample):
     out = _remake(tmp_path, path, "--keep-video", "--keep-audio")
     src, new = _frames(path), _frames(out / "final.mp4")
     assert len(new) == truth["n_frames"]
-    assert min(psnr(a, b) for a, b in zip(src, new)) > 30
+    assert min(psnr(a, b) for a, b in zip(src, new, strict=True)) > 30
     a_src, _ = media.read_audio(str(path), rate=22050)
     a_new, _ = media.read_audio(str(out / "final.mp4"), rate=22050)
     n = min(len(a_src), len(a_new)) - 4096
@@ -106,4 +105,4 @@ def test_readme_job_on_big_buck_bunny(tmp_path):
     assert sim["metrics"]["cut_f1"] == 1.0
     src = [f for _, _, f in media.iter_frames(str(sample_path), 300, 310)]
     new = [f for _, _, f in media.iter_frames(str(out / "final.mp4"), 300, 310)]
-    assert max(psnr(a, b) for a, b in zip(src, new)) < 20
+    assert max(psnr(a, b) for a, b in zip(src, new, strict=True)) < 20

@@ -14,12 +14,12 @@ import pytest
 from farm import Farm, cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lookalike.client import Client
+from lookalike.v1 import coordinator_pb2, node_pb2
 from synth import make_clip
 from tlsutil import make_pki
 
-from lookalike.client import Client
 from lookalike.errors import ConfigError, InputError, UnreachableError
-from lookalike.v1 import coordinator_pb2, node_pb2
 
 ALICE = "alice-0123456789abcdef"
 BOB = "bob-0123456789abcdefgh"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
 from lookalike.coordinator.auth import (
     Auth,
     AuthError,
@@ -16,9 +15,10 @@ from lookalike.coordinator.auth import (
     clean_label,
     load_tokens,
 )
+from lookalike.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
+
 from lookalike.errors import ConfigError, NotFoundError
 from lookalike.grpcutil import NodeTokenGuard, make_server
-from lookalike.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 
 ALICE = "alice-token-0123456789"
 BOB = "bob-token-abcdefghijkl"

@@ -1,5 +1,6 @@
-import pytest
+from itertools import pairwise
 
+import pytest
 from lookalike.coordinator import planner
 
 
@@ -10,7 +11,7 @@ def _analysis(cuts, n):
          "transition_in": {"kind": "cut" if i else "none"},
          "palette": [{"rgb": [10, 20, 30], "weight": 1.0}], "grade": {"exposure": 0.1},
          "camera": {"motion": "pan_left", "trajectory": [[0, 0, 1, 0]] * (b - a)}}
-        for i, (a, b) in enumerate(zip(bounds, bounds[1:]))
+        for i, (a, b) in enumerate(pairwise(bounds))
     ]
     return {"source": {"width": 640, "height": 360, "fps": 24.0, "fps_num": 24, "fps_den": 1, "n_frames": n,
                        "duration_s": n / 24}, "scenes": scenes, "audio": {"tempo_bpm": 120.0, "lufs": -18.0}}
@@ -43,7 +44,7 @@ def test_analysis_ranges_split_evenly():
     assert planner.analysis_ranges(720, 2) == [(0, 360), (360, 720)]
     assert planner.analysis_ranges(100, 4) == [(0, 100)]
     r = planner.analysis_ranges(1000, 3)
-    assert r[0][0] == 0 and r[-1][1] == 1000 and all(a[1] == b[0] for a, b in zip(r, r[1:]))
+    assert r[0][0] == 0 and r[-1][1] == 1000 and all(a[1] == b[0] for a, b in pairwise(r))
 
 
 def test_camera_glitches_are_removed_but_real_motion_kept():
@@ -53,7 +54,7 @@ def test_camera_glitches_are_removed_but_real_motion_kept():
         r[0] += 0.15  # one lost frame: the path jumps by 15% of the frame
         r[2] *= 1.3
     clean = planner.clean_trajectory(glitched)
-    steps = [b[0] - a[0] for a, b in zip(clean, clean[1:])]
+    steps = [b[0] - a[0] for a, b in pairwise(clean)]
     assert max(steps) < 0.01
     assert clean[-1][0] == pytest.approx(steady[-1][0], abs=0.01)
     assert clean[-1][2] == pytest.approx(steady[-1][2], rel=0.02)

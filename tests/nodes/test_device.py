@@ -9,11 +9,11 @@ import types
 import numpy as np
 import pytest
 from farm import cli
-
-from lookalike.errors import ConfigError
 from lookalike.kernels import xp as xpmod
 from lookalike.kernels.xp import device_module
 from lookalike.nodes import edit
+
+from lookalike.errors import ConfigError
 
 
 class _Counting:

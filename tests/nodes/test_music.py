@@ -136,9 +136,8 @@ def test_bad_requests() -> None:
 def test_the_analysis_hears_the_tempo_it_was_asked_for(bpm):
     """The remake's music must read back, through the same analysis that measured the sample, at the
     sample's tempo (not at twice or half of it)."""
-    from scipy.signal import resample_poly
-
     from lookalike.kernels.audio_features import tempo_and_beats
+    from scipy.signal import resample_poly
 
     x = render_music(20.0, bpm, rate=48000, seed=3)
     y = resample_poly(x.mean(axis=0), 147, 320).astype(np.float32)

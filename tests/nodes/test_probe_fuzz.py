@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lookalike.nodes import media
 
 from lookalike.errors import InputError
-from lookalike.nodes import media
 
 MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
 CLIPS = {name: (MEDIA / "shots" / name).read_bytes() for name in ("counter.mp4",)}
