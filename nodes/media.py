@@ -171,17 +171,25 @@ class _VideoIndex:
     def index_of_pts(self) -> dict[int, int]:
         return {p: i for i, p in enumerate(self.pts)}
 
-    def seek_target(self, frame: int, *, keys_back: int = 0) -> int | None:
-        """Ticks to seek to so decoding reaches display frame `frame` intact; None: from the start.
+    def seek_targets(self, frame: int) -> list[int | None]:
+        """Ticks to seek to so decoding reaches display frame `frame` intact, best first; None: from
+        the start. The caller takes the first that decodes `frame` (a seek can land too late).
 
         The keyframe must come before the frame in decode order AND in display order: a leading
-        B-frame of an open GOP is shown before its keyframe and needs the GOP before.
+        B-frame of an open GOP is shown before its keyframe and needs the GOP before. Demuxers differ
+        in what they index by: MP4's lands on the keyframe for its pts but on the keyframe before for
+        its dts (a whole GOP decoded for nothing), others index by dts; so pts first, then dts, then
+        the keyframe before (an open GOP), then the start.
         """
         k = bisect.bisect_right(self.key_decode_pos, self.decode_pos[frame]) - 1
         while k >= 0 and self.key_pts[k] > self.pts[frame]:
             k -= 1
-        k -= keys_back
-        return self.key_seek[k] if k > 0 else None
+        targets: list[int | None] = []
+        if k > 0:
+            targets += dict.fromkeys((self.key_pts[k], self.key_seek[k]))
+        if k > 1:
+            targets.append(self.key_seek[k - 1])
+        return [*targets, None]
 
 
 @dataclass(frozen=True)
@@ -531,8 +539,7 @@ def _iter_converted(
         # Scale before rotating (fewer pixels to turn); a quarter turn swaps the axes.
         scaled.append((size[1], size[0]) if turns % 2 else (size[0], size[1]))
 
-    for keys_back in (0, 1, None):
-        target = None if keys_back is None else index.seek_target(start, keys_back=keys_back)
+    for target in index.seek_targets(start):
         frames = _decode_range(Path(path), index, start, stop, target)
         first = next(frames, None)
         if first is None:
@@ -543,9 +550,9 @@ def _iter_converted(
         if first[0] == start:
             break
         frames.close()
-        if keys_back is None:
+        if target is None:
             raise _bad_frame(Path(path), start, "the decoder drops it even when decoding from the start")
-        # else the decoder dropped frames after the seek point (open GOP): seek further back
+        # else the seek landed after the frame, or the decoder dropped frames after it (open GOP)
     for i, t, frame in _chain_first(first, frames):
         yield i, t, convert(frame, scaled, turns)
 

@@ -18,14 +18,6 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | N
                           timeout=timeout, cwd=cwd, env=e, stdin=subprocess.DEVNULL)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _spawn(args, env, log) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "lookalike.cli", *args], stdout=subprocess.PIPE, stderr=log,
                             stdin=subprocess.DEVNULL, env=env, text=True)
@@ -41,7 +33,9 @@ class Farm:
         self.home = home
         self.env = dict(os.environ, LOOKALIKE_NODE_TIMEOUT_S="4", **(env or {}))
         self.log = open(home / "farm.log", "a")
-        self.args = ["coordinator", "--listen", f"127.0.0.1:{free_port()}", "--metrics-port", "0", "--home", str(home)]
+        # Port 0: the coordinator binds a free port itself and says which, so no other process can take
+        # the port between our choosing it and its binding it (Ray opens many while a coordinator starts).
+        self.args = ["coordinator", "--listen", "127.0.0.1:0", "--metrics-port", "0", "--home", str(home)]
         if db:
             self.args += ["--db", db]
         if store:
@@ -58,9 +52,12 @@ class Farm:
         line = self.coordinator.stdout.readline()
         if not line:
             self.close()
-            raise RuntimeError(f"the coordinator did not start: see {self.home / 'farm.log'}")
+            tail = (self.home / "farm.log").read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"the coordinator did not start; the end of {self.home / 'farm.log'}:\n{tail}")
         first = json.loads(line)
         self.address, self.metrics_port = first["address"], first["metrics_port"]
+        # A restart (start_coordinator after kill_coordinator) comes back on the same address.
+        self.args[self.args.index("--listen") + 1] = self.address
 
     def kill_coordinator(self) -> None:
         """SIGKILL, as a crash would: no clean shutdown of anything."""

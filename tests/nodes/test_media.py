@@ -182,13 +182,25 @@ def test_ranges_equal_full_decode(name: str, full_decode) -> None:
             assert digest(rgb) == full[i][2], f"frame {i} differs from the full decode"
 
 
-@pytest.mark.parametrize("name", ["shots/goldeneye-vfr-drop3.mp4", "shots/issue-134-rotate.mp4"])
-def test_late_ranges_seek_instead_of_decoding_from_zero(name: str) -> None:
+@pytest.mark.parametrize("name", ["shots/goldeneye-vfr-drop3.mp4", "shots/issue-134-rotate.mp4",
+                                  "shots/testvideo.mp4", "samples/big_buck_bunny_0_30.webm"])
+def test_a_range_decodes_from_the_keyframe_just_before_it(name: str) -> None:
+    """The first seek lands on the last keyframe at or before the range, not a GOP earlier (MP4 with
+    B-frames lands a keyframe early when sought by dts) and not from frame 0."""
+    import av
+
     index = media._probe_cached(clip(name)).index
     assert index is not None
-    last = len(index.pts) - 1
-    target = index.seek_target(last)
-    assert target is not None and target > 0
+    keys = sorted(index.index_of_pts[p] for p in index.key_pts)
+    assert len(keys) > 2
+    for frame in (keys[-1] + 1, keys[-2] + 1, len(index.pts) - 1):
+        target = index.seek_targets(frame)[0]
+        assert target is not None and target > 0
+        with av.open(clip(name)) as c:
+            vs = c.streams.video[0]
+            c.seek(target, stream=vs, backward=True, any_frame=False)
+            landed = next(index.index_of_pts[p.pts] for p in c.demux(vs) if p.pts is not None)
+        assert landed == max(k for k in keys if k <= frame), (frame, landed)
 
 
 def test_sized_frames_scale_whole_frame() -> None:
