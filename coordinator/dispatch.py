@@ -128,6 +128,41 @@ def _start_ray(address: str | None, tries: int = 2) -> None:
             log.warning("ray_start_retry", error=str(exc))
 
 
+class ProviderGate:
+    """Farm-wide limits on paid provider calls: per provider, at most `concurrency` jobs at once and
+    `per_minute` job starts a minute (a token bucket holding `concurrency`).
+
+    Each node also limits its own calls (nodes.providers.middleware.RateLimit), but N nodes would
+    then make N times the calls a provider allows; the coordinator, which starts every job, holds the
+    limit for the whole farm. Not thread-safe on its own: the dispatcher calls it under its lock.
+    """
+
+    def __init__(self, per_minute: float = 20.0, concurrency: int = 4,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if per_minute <= 0 or concurrency < 1:
+            raise ValueError("provider limits: per_minute must be > 0 and concurrency >= 1")
+        self.rate, self.concurrency, self.clock = per_minute / 60.0, concurrency, clock
+        self.running: dict[str, int] = {}
+        self._tokens: dict[str, tuple[float, float]] = {}  # provider -> (tokens, when)
+
+    def take(self, provider: str) -> bool:
+        """Start one call to `provider` now if both limits allow it."""
+        if self.running.get(provider, 0) >= self.concurrency:
+            return False
+        now = self.clock()
+        tokens, stamp = self._tokens.get(provider, (float(self.concurrency), now))
+        tokens = min(float(self.concurrency), tokens + (now - stamp) * self.rate)
+        if tokens < 1.0:
+            self._tokens[provider] = (tokens, now)
+            return False
+        self._tokens[provider] = (tokens - 1.0, now)
+        self.running[provider] = self.running.get(provider, 0) + 1
+        return True
+
+    def give_back(self, provider: str) -> None:
+        self.running[provider] = max(0, self.running.get(provider, 1) - 1)
+
+
 @dataclass
 class NodeSlot:
     node_id: str
@@ -144,9 +179,10 @@ class Dispatcher:
 
     def __init__(self, state, *, ray_address: str | None = None, node_timeout_s: float = 6.0,
                  call_timeout_s: float = 300.0, blocklist_after: int = 3,
-                 discard: Callable[[str], None] | None = None) -> None:
+                 discard: Callable[[str], None] | None = None, providers: ProviderGate | None = None) -> None:
         self.state = state
         self.discard = discard
+        self.providers = providers or ProviderGate()
         # Our own queue in front of Ray: which waiting project gets the next free slots.
         self._waiting: dict[str, tuple[int, str, float, int]] = {}  # project -> (priority, tenant, since, queued)
         self._stalled: set[str] = set()
@@ -274,10 +310,12 @@ class Dispatcher:
         tenant: str = "default",
         priority: int = 0,
         select: Callable[[object], bool] | None = None,
+        provider: Callable[[object], str | None] | None = None,
     ) -> None:
         """Dispatch every queued job of these kinds until each is succeeded (or raise JobError for a
         dead one). `build(job, attempt)` gives (Node method, request message); `parse(method, reply
-        bytes)` gives the result dict stored with the promoted attempt."""
+        bytes)` gives the result dict stored with the promoted attempt. `provider(job)` names the paid
+        provider a job calls (None: none): such a job starts only within the farm's provider limits."""
         missing = [c for c in needs if c not in self.capabilities_known()] if needs else []
         if missing:
             raise JobError(f"no node offers {', '.join(missing)}: these jobs cannot run on this farm",
@@ -287,7 +325,7 @@ class Dispatcher:
         try:
             while True:
                 if cancelled is not None and cancelled.is_set():
-                    self.gateway.cancel.remote([a.id for _, a, _, _, _ in inflight.values()])
+                    self.gateway.cancel.remote([entry[1].id for entry in inflight.values()])
                     raise CancelledError(f"project {project_id} was cancelled")
                 self._reap_dead_nodes()
                 jobs = [j for j in self.state.jobs(project_id) if j.kind in kinds and (select is None or select(j))]
@@ -304,11 +342,16 @@ class Dispatcher:
                     self._queued[project_id] = len(queued)
                 allowed = self._allowance(project_id)
                 started = 0
-                for job in queued[:allowed]:
+                for job in queued:
+                    if started >= allowed:
+                        break
+                    paid = provider(job) if provider is not None else None
                     with self._lock:
                         node = self._pick(job.kind, needs)
                         if node is None:
                             break
+                        if paid and not self.providers.take(paid):
+                            continue  # this provider is at its farm-wide limit; jobs for others may start
                         node.running += 1
                         self._tenant_running[tenant] = self._tenant_running.get(tenant, 0) + 1
                     attempt = self.state.start_attempt(job.id, node.node_id)
@@ -316,7 +359,7 @@ class Dispatcher:
                     method, request = build(job, attempt)
                     ref = self.gateway.call.remote(node.address, method, request.SerializeToString(),
                                                    self.call_timeout_s, attempt.id)
-                    inflight[ref] = (job, attempt, node, method, time.time())
+                    inflight[ref] = (job, attempt, node, method, time.time(), paid)
                     started += 1
                 with self._lock:
                     # A project that was offered slots but could start nothing (its jobs need what the
@@ -333,16 +376,15 @@ class Dispatcher:
                     continue
                 ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.2)
                 for ref in ready:
-                    entry = inflight.pop(ref)
-                    job, attempt, node, method, t0 = entry
-                    self._release(node, tenant)
+                    job, attempt, node, method, t0, paid = inflight.pop(ref)
+                    self._release(node, tenant, paid)
                     code, payload = ray.get(ref)
                     try:
                         self._settle(job, attempt, node, method, code, payload, t0, parse, on_done)
                     except StoreError:
                         if code != STORE_DOWN:
                             # The state store is away: this result is settled later, when it is back.
-                            inflight[ref] = (job, attempt, None, method, t0)
+                            inflight[ref] = (job, attempt, None, method, t0, None)
                         raise
         finally:
             with self._lock:
@@ -350,14 +392,16 @@ class Dispatcher:
                 self._waiting.pop(project_id, None)
                 self._stalled.discard(project_id)
                 self._changed.notify_all()
-            for _job, _attempt, node, _, _ in inflight.values():
+            for _job, _attempt, node, _, _, paid in inflight.values():
                 if node is not None:
-                    self._release(node, tenant)
+                    self._release(node, tenant, paid)
             if inflight:
                 threading.Thread(target=self._settle_late, args=(dict(inflight), parse), name="late", daemon=True).start()
 
-    def _release(self, node: NodeSlot, tenant: str) -> None:
+    def _release(self, node: NodeSlot, tenant: str, paid: str | None = None) -> None:
         with self._lock:
+            if paid:
+                self.providers.give_back(paid)
             node.running = max(0, node.running - 1)
             self._tenant_running[tenant] = max(0, self._tenant_running.get(tenant, 1) - 1)
             self._changed.notify_all()
@@ -366,7 +410,7 @@ class Dispatcher:
         """Results still on their way when a run ended (a hung node that came back, a cancelled
         project): each is offered to the state store, which refuses it (fencing), and its segment is
         dropped so nothing orphaned stays in the store."""
-        for ref, (job, attempt, node, method, _) in inflight.items():
+        for ref, (job, attempt, node, method, _, _) in inflight.items():
             try:
                 code, payload = ray.get(ref, timeout=self.call_timeout_s + 30)
             except Exception as exc:  # noqa: BLE001 - a late result that never comes is simply gone

@@ -490,7 +490,8 @@ class Engine:
             self.emit(project_id, "generating", message=f"scene {job.scene_index}: footage from {result['provider']}")
 
         self.dispatcher.run(project_id, {"generate_scene"}, build, _parse_reply, cancelled=cancelled, on_done=on_done,
-                            select=lambda j: _version(j) == version, **self._share(project_id))
+                            select=lambda j: _version(j) == version,
+                            provider=lambda j: wanted[j.scene_index]["provider"], **self._share(project_id))
         done = self._clips_by_hash(project_id)
         out = {}
         for i in wanted:

@@ -86,3 +86,65 @@ def test_a_provider_scene_is_generated_once_for_the_whole_farm(tmp_path, runway)
     left, right = scene[:, 10:-10, 4 : w // 3 - 4], scene[:, 10:-10, w // 2 :]
     assert np.abs(left.mean(axis=(1, 2)) - right.mean(axis=(1, 2))).max(axis=1).min() > 20
     assert left.std(axis=(1, 2)).max() < 6 and not np.array_equal(a[30:], b[30:])
+
+
+def test_provider_limits_hold_for_the_whole_farm_not_per_node(tmp_path):
+    """Four Runway scenes on two nodes with LOOKALIKE_CONCURRENCY=1: each node alone would allow one
+    task at a time, two at once in all; the coordinator starts them so that Runway never sees more
+    than one task running."""
+    import threading
+    import time
+
+    api = FakeAPI()
+    clip = write_clip(tmp_path / "clip.mp4").read_bytes()
+    lock, tasks, peak = threading.Lock(), {}, [0]
+
+    def running() -> int:
+        return sum(1 for t in tasks.values() if t is not None)
+
+    def create(r):
+        with lock:
+            tid = f"task-{len(tasks)}"
+            tasks[tid] = time.monotonic()
+            peak[0] = max(peak[0], running())
+        return reply_json({"id": tid})
+
+    def task(r):
+        tid = r.path.split("?")[0].rsplit("/", 1)[1]
+        with lock:
+            started = tasks[tid]
+            done = started is None or time.monotonic() - started > 0.5
+            if done:
+                tasks[tid] = None
+        body = {"id": tid, "status": "SUCCEEDED" if done else "RUNNING", "createdAt": "2026-01-01T00:00:00Z"}
+        if done:
+            body["output"] = [f"{api.url}/out/clip.mp4"]
+        return reply_json(body)
+
+    api.route("POST", r"^/v1/image_to_video$", create)
+    api.route("GET", r"^/v1/tasks/task-\d+$", task)
+    api.route("GET", r"^/out/clip.mp4$", lambda r: (200, {"content-type": "video/mp4"}, clip))
+    sample = tmp_path / "sample.mp4"
+    make_clip(sample, [(16, (230, 170, 90), 2.0), (16, (90, 130, 230), -2.0), (16, (200, 90, 180), 0.0),
+                       (16, (90, 200, 120), 1.0)])
+    farm = Farm(tmp_path / "farm", nodes=2, env={
+        "LOOKALIKE_RUNWAY_API_KEY": "key-123", "LOOKALIKE_RUNWAY_BASE_URL": api.url, "LOOKALIKE_POLL_S": "0.05",
+        "LOOKALIKE_CONCURRENCY": "1", "LOOKALIKE_REQUESTS_PER_MINUTE": "600"})
+    try:
+        with Client(farm.address) as c, grpc.insecure_channel(farm.address) as ch:
+            p = c.remake(sample, out=tmp_path / "v1", chunk_frames=8)
+            stub = coordinator_pb2_grpc.CoordinatorStub(ch)
+            plan = json.loads(stub.GetScenes(coordinator_pb2.ProjectRef(project_id=p.id)).json)
+            assert len(plan["scenes"]) == 4
+            for s in plan["scenes"]:
+                s.update(provider="runway", model="gen4_turbo")
+            stub.UpdateScenes(coordinator_pb2.UpdateScenesRequest(project_id=p.id, plan_json=json.dumps(plan)))
+            stub.GenerateScenes(coordinator_pb2.GenerateScenesRequest(project_id=p.id))
+            assert c.wait(p.id).state == "done"
+        with open_state(f"sqlite:///{(farm.home / 'state.db').resolve()}") as st:
+            gen = [j for j in st.jobs(p.id) if j.kind == "generate_scene"]
+        assert len(gen) == 4 and all(j.result["provider"] == "runway" for j in gen)
+        assert len(tasks) == 4 and peak[0] == 1, f"Runway saw {peak[0]} tasks at once"
+    finally:
+        farm.close()
+        api.close()

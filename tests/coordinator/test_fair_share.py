@@ -1,4 +1,4 @@
-from lookalike.coordinator.dispatch import share_slots
+from lookalike.coordinator.dispatch import ProviderGate, share_slots
 
 
 def test_priority_first():
@@ -22,3 +22,29 @@ def test_a_stalled_project_does_not_block_the_queue():
     shares = share_slots(waiting, {"gpu"}, {}, 2)
     assert shares["cpu"] == 2 and shares["gpu"] == 0
     assert share_slots(waiting, {"gpu"}, {}, 7)["gpu"] == 2
+
+
+def test_provider_gate_holds_concurrency_and_rate_for_each_provider():
+    now = [0.0]
+    gate = ProviderGate(per_minute=6, concurrency=2, clock=lambda: now[0])
+    assert gate.take("runway") and gate.take("runway")
+    assert not gate.take("runway"), "a third call at once past concurrency 2"
+    assert gate.take("veo"), "one provider's limit held up another's"
+    gate.give_back("runway")
+    assert not gate.take("runway"), "the bucket (burst 2) is empty: the next start waits for a token"
+    now[0] = 9.0  # 6 a minute: one token every 10 s
+    assert not gate.take("runway")
+    now[0] = 10.0
+    assert gate.take("runway")
+    assert gate.running == {"runway": 2, "veo": 1}
+    for p in ("runway", "runway", "veo"):
+        gate.give_back(p)
+    assert gate.running == {"runway": 0, "veo": 0}
+
+
+def test_provider_gate_refuses_limits_that_allow_nothing():
+    import pytest
+
+    for bad in ({"per_minute": 0}, {"concurrency": 0}):
+        with pytest.raises(ValueError, match="provider limits"):
+            ProviderGate(**bad)
