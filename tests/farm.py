@@ -19,8 +19,19 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | N
 
 
 def _spawn(args, env, log) -> subprocess.Popen:
+    # A session of its own: whatever the process starts (a coordinator's local Ray daemons, a node's
+    # helper interpreters) is in its process group, which _kill_group ends with it.
     return subprocess.Popen([sys.executable, "-m", "lookalike.cli", *args], stdout=subprocess.PIPE, stderr=log,
-                            stdin=subprocess.DEVNULL, env=env, text=True)
+                            stdin=subprocess.DEVNULL, env=env, text=True, start_new_session=True)
+
+
+def _kill_group(p: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # the whole group has already exited
 
 
 class Farm:
@@ -60,10 +71,10 @@ class Farm:
         self.args[self.args.index("--listen") + 1] = self.address
 
     def kill_coordinator(self) -> None:
-        """SIGKILL, as a crash would: no clean shutdown of anything."""
-        import signal
-
-        self.coordinator.send_signal(signal.SIGKILL)
+        """SIGKILL to the coordinator and everything it started, as a crash of its machine would: no clean
+        shutdown of anything. (Killing the process alone leaves its local Ray's dashboard and runtime-env
+        agents running, orphaned, holding ports and memory into the next test.)"""
+        _kill_group(self.coordinator)
         self.coordinator.wait()
 
     def add_node(self, env: dict | None = None, args: tuple[str, ...] = ()) -> subprocess.Popen:
@@ -85,6 +96,7 @@ class Farm:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
+            _kill_group(p)  # what it left behind: nothing outlives the farm
         self.log.close()
 
 
