@@ -406,7 +406,6 @@ class Coordinator:
     def __init__(self, settings, *, listen: str = "127.0.0.1:0", metrics_port: int | None = None) -> None:
         from lookalike.coordinator.dispatch import Dispatcher, ProviderGate
         from lookalike.coordinator.state import open_state
-        from lookalike.nodes.providers.hub import ProviderSettings
 
         from lookalike.store import open_store
 
@@ -423,11 +422,10 @@ class Coordinator:
                 os.environ.setdefault(f"LOOKALIKE_{name.upper()}", str(getattr(settings, name)))
         # The provider limits the nodes read (LOOKALIKE_REQUESTS_PER_MINUTE, LOOKALIKE_CONCURRENCY) hold
         # for the whole farm too: the dispatcher starts provider jobs within them.
-        limits = ProviderSettings.from_env()
         self.dispatcher = Dispatcher(self.state, ray_address=settings.ray_address,
                                      node_timeout_s=settings.node_timeout_s, call_timeout_s=settings.call_timeout_s,
                                      discard=self.store.delete,
-                                     providers=ProviderGate(limits.requests_per_minute, limits.concurrency))
+                                     providers=ProviderGate(settings.requests_per_minute, settings.concurrency))
         self.engine = Engine(settings, self.state, self.store, self.dispatcher)
         self.auth = Auth.from_settings(settings)
         limiter = RateLimiter(settings.rate_per_s, settings.rate_burst)

@@ -45,6 +45,10 @@ class Settings:
     max_pixels: int = 8192 * 4320  # width x height of a sample or subject
     rate_per_s: float = 50.0  # API calls per second per tenant (token bucket); 0: no limit
     rate_burst: int = 200  # calls a tenant may make at once before the rate applies
+    # Paid provider calls, per provider for the whole farm (the coordinator starts provider jobs within
+    # them); each node reads the same two variables for its own calls (nodes.providers.ProviderSettings).
+    requests_per_minute: float = 20.0
+    concurrency: int = 4
     # Chaos testing: a node fails every job of these kinds (comma-separated), to exercise retries,
     # blocklisting and dead jobs on a real farm. Empty in production.
     fail_jobs: str = ""

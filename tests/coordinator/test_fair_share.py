@@ -48,3 +48,17 @@ def test_provider_gate_refuses_limits_that_allow_nothing():
     for bad in ({"per_minute": 0}, {"concurrency": 0}):
         with pytest.raises(ValueError, match="provider limits"):
             ProviderGate(**bad)
+
+
+def test_the_farm_and_its_nodes_read_the_same_provider_limits():
+    """The coordinator (Settings) and each node (ProviderSettings) read LOOKALIKE_REQUESTS_PER_MINUTE
+    and LOOKALIKE_CONCURRENCY alike, with the same defaults."""
+    from lookalike.nodes.providers import ProviderSettings
+
+    from lookalike.settings import Settings
+
+    assert (Settings().requests_per_minute, Settings().concurrency) == (
+        ProviderSettings().requests_per_minute, ProviderSettings().concurrency)
+    env = {"LOOKALIKE_REQUESTS_PER_MINUTE": "90", "LOOKALIKE_CONCURRENCY": "3"}
+    farm, node = Settings.from_env(env), ProviderSettings.from_env(env)
+    assert (farm.requests_per_minute, farm.concurrency) == (node.requests_per_minute, node.concurrency) == (90.0, 3)
