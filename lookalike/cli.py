@@ -139,6 +139,8 @@ def cmd_analyze(args) -> int:
     _check_input_file(args.sample, "sample")
     out = Path(args.out)
     _check_out_dir(str(out.parent if str(out.parent) else "."))
+    if args.shot_weights:
+        _use_shot_weights(args)
 
     def run(c):
         doc = c.analyze(args.sample)
@@ -146,6 +148,23 @@ def cmd_analyze(args) -> int:
         return 0
 
     return _client_for(args, run)
+
+
+def _use_shot_weights(args) -> None:
+    """--shot-weights: checked here, so a bad file stops the command before a farm starts, then handed
+    to the embedded farm's nodes as LOOKALIKE_SHOT_WEIGHTS (they inherit this environment). A
+    cluster's nodes were started with their own settings; this command cannot change them."""
+    if args.cluster:
+        raise InputError("--shot-weights applies to the embedded farm; a cluster's nodes load their own",
+                         hint="set LOOKALIKE_SHOT_WEIGHTS where the cluster's nodes run, or drop --cluster")
+    from lookalike.nodes.shots_learned import load_shot_model
+
+    path = str(Path(args.shot_weights).resolve())
+    model, why = load_shot_model(path)
+    if model is None:
+        raise InputError(f"--shot-weights: {why}",
+                         hint="make weights with `python bench/train_shots.py --out PATH`, or leave the option out")
+    os.environ["LOOKALIKE_SHOT_WEIGHTS"] = path
 
 
 def _write_json(path: Path, doc: dict) -> None:
@@ -219,6 +238,7 @@ def cmd_node(args) -> int:
 
     n.runtime.score_config = ScoreConfig(lpips_weights=settings.lpips_weights, lpips_backbone=settings.lpips_backbone,
                                          fid_weights=settings.fid_weights)
+    n.runtime.use_shot_weights(settings.shot_weights)
     if settings.fail_jobs:
         n.runtime.fail_kinds = frozenset(k for k in settings.fail_jobs.split(",") if k)
     metrics = serve_metrics(args.metrics_port, addr=args.listen.rsplit(":", 1)[0]) if args.metrics_port is not None else None
@@ -337,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="analyze a sample into analysis.json")
     p.add_argument("sample")
     p.add_argument("--out", default="analysis.json")
+    p.add_argument("--shot-weights", metavar="PATH",
+                   help="a learned shot detector to run beside the classic one (lookalike-shots-v1, made by "
+                        "bench/train_shots.py; default $LOOKALIKE_SHOT_WEIGHTS, unset: classic only)")
     farm_opts(p)
     p.set_defaults(fn=cmd_analyze)
 

@@ -57,6 +57,9 @@ class Settings:
     lpips_weights: str | None = None
     lpips_backbone: str | None = None
     fid_weights: str | None = None
+    # The optional learned shot detector (nodes.shots_learned, a lookalike-shots-v1 file that
+    # bench/train_shots.py makes); unset: the classic detector alone, and analysis.json says so.
+    shot_weights: str | None = None
     # Plan chat through an LLM with tool calling; without a key the offline parser answers.
     anthropic_api_key: str | None = None
     openai_api_key: str | None = None

@@ -32,7 +32,8 @@ from lookalike.kernels import features as kf
 from lookalike.kernels import grade as kg
 from lookalike.kernels import look as klook
 from lookalike.kernels import shots as kt
-from lookalike.nodes import media
+from lookalike.nodes import media, shots_learned
+from lookalike.nodes.shots_learned import ShotModel
 
 from lookalike.errors import InputError, JobError
 
@@ -54,6 +55,9 @@ FLASH_MAX_FRAMES = 2
 FLASH_HIST_DIST = 0.12
 # ... that is, the thumbnail after it is closer to the one before than FLASH_REVERT times the jump.
 FLASH_REVERT = 0.4
+# A learned cut closer than this to a scene start already found is that boundary (or noise beside
+# it): the classic detector's own shortest shot (`features.adaptive_cuts` min_scene_len).
+LEARNED_MIN_GAP = 8
 
 Progress = Callable[[int, int], None]
 
@@ -434,14 +438,26 @@ def _thumbs(frames: list[dict[str, Any]]) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(len(frames), kt.THUMB, kt.THUMB, 3)
 
 
-def scene_boundaries(frames: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+def scene_boundaries(
+    frames: list[dict[str, Any]], learned: ShotModel | None = None
+) -> list[tuple[int, dict[str, Any]]]:
     """[(start_frame, transition_in)] for every scene, the first one included, from per-frame features.
 
     Hard cuts are adaptive spikes of the change score that do not revert within FLASH_MAX_FRAMES
     (flashes); fades run through flat frames (black, white, any solid colour) and dissolves are
     blends of two shots, wipes sweep one shot over the other (`kernels.shots`). A flat run no longer than FLASH_MAX_FRAMES between
     two views of the same shot is a flash, not a fade. A cut at the edge of a fade belongs to it.
+
+    With a `learned` model (`nodes.shots_learned`), its cuts are added to these (see
+    `_learned_cuts`); without one the result is the classic detector's alone.
     """
+    return _boundaries(frames, learned)[0]
+
+
+def _boundaries(
+    frames: list[dict[str, Any]], learned: ShotModel | None
+) -> tuple[list[tuple[int, dict[str, Any]]], list[int]]:
+    """`scene_boundaries` and the cuts only the learned detector found."""
     n = len(frames)
     scores = np.array([f["score"] or 0.0 for f in frames])
     raw = kf.adaptive_cuts(scores)
@@ -472,21 +488,73 @@ def scene_boundaries(frames: list[dict[str, Any]]) -> list[tuple[int, dict[str, 
         if 0 < tr.boundary < n and not any(tr.start <= b < tr.end for b in bounds):
             bounds[tr.boundary] = tr.as_dict()
             gradual.append((tr.start, tr.end))
+    spans = list(gradual)
     for tr in kt.wipes(thumbs, raw, gradual):
         if 0 < tr.boundary < n and not any(tr.start <= b < tr.end for b in bounds):
             bounds[tr.boundary] = tr.as_dict()
-    return [(0, first)] + sorted(bounds.items())
+            spans.append((tr.start, tr.end))
+    added: list[int] = []
+    if learned is not None:
+        added = _learned_cuts(frames, thumbs, learned, sorted(bounds), spans)
+        for c in added:
+            bounds[c] = {"kind": "cut", "start_frame": c, "end_frame": c}
+    return [(0, first)] + sorted(bounds.items()), added
 
 
-def detect_shots(path: str, *, size: tuple[int, int] | None = None) -> list[tuple[int, dict[str, Any]]]:
+def _learned_cuts(
+    frames: list[dict[str, Any]],
+    thumbs: np.ndarray,
+    learned: ShotModel,
+    found: list[int],
+    spans: list[tuple[int, int]],
+) -> list[int]:
+    """Hard cuts the learned detector adds to the classic ones `found` (scene starts after frame 0).
+
+    A frame counts when its probability is a local peak above `shots_learned.THRESHOLD`, it is not
+    in or beside a fade, dissolve or wipe the classic detector found (`spans`: the network was
+    trained on hard cuts, and the middle of a gradual transition can look like one), it is not a
+    flash, and it is at least LEARNED_MIN_GAP frames from every scene start already there (the
+    classic detector's own shortest shot: a peak next to a cut is the same cut, a frame late).
+    The strongest peaks are taken first. The classic boundaries are never removed or moved.
+    """
+    probs = shots_learned.cut_probabilities(learned, thumbs)
+    taken = [0, *found]
+    added = []
+    for c in sorted(shots_learned.cut_peaks(probs), key=lambda i: (-probs[i], i)):
+        if any(a - 1 <= c <= b + 1 for a, b in spans):
+            continue
+        if any(abs(c - b) < LEARNED_MIN_GAP for b in taken):
+            continue
+        if _is_flash(frames, c):
+            continue
+        taken.append(c)
+        added.append(c)
+    return sorted(added)
+
+
+def detect_shots(
+    path: str, *, size: tuple[int, int] | None = None, learned: ShotModel | None = None
+) -> list[tuple[int, dict[str, Any]]]:
     """Scene starts and their transitions (as `scene_boundaries`), decoding only what shots need."""
     info = _probe(path)
     r = analyze_range(path, 0, None, size=size or _analysis_size(info), shots_only=True)
-    return scene_boundaries(r["frames"])
+    return scene_boundaries(r["frames"], learned)
 
 
-def merge_ranges(info_or_path: Any, ranges: Iterable[dict[str, Any]], audio_doc: dict[str, Any]) -> dict:
-    """The analysis.json document from the per-frame features of every range and the audio section."""
+def merge_ranges(
+    info_or_path: Any,
+    ranges: Iterable[dict[str, Any]],
+    audio_doc: dict[str, Any],
+    *,
+    learned: ShotModel | None = None,
+    learned_note: str | None = None,
+) -> dict:
+    """The analysis.json document from the per-frame features of every range and the audio section.
+
+    `learned`: a loaded learned shot detector to run beside the classic one (`scene_boundaries`);
+    `learned_note`: why there is none (the reason `shots_learned.load_shot_model` gave), recorded
+    in the document's `shot_detector` so a reader knows which detectors made its scenes.
+    """
     info = _probe(info_or_path) if isinstance(info_or_path, str) else info_or_path
     path = str(getattr(info, "path", info_or_path))
     ranges = list(ranges)
@@ -498,7 +566,7 @@ def merge_ranges(info_or_path: Any, ranges: Iterable[dict[str, Any]], audio_doc:
     size = ranges[0]["size"]
     aspect = size[0] / size[1]
 
-    bounds = scene_boundaries(frames)
+    bounds, learned_cuts = _boundaries(frames, learned)
     scenes = []
     for k, (s, transition) in enumerate(bounds):
         e = bounds[k + 1][0] if k + 1 < len(bounds) else n
@@ -552,7 +620,16 @@ def merge_ranges(info_or_path: Any, ranges: Iterable[dict[str, Any]], audio_doc:
         "scenes": scenes,
         "audio": audio,
         "pacing": pacing,
+        "shot_detector": _shot_detector(learned, learned_note, learned_cuts),
     }
+
+
+def _shot_detector(learned: ShotModel | None, note: str | None, added: list[int]) -> dict[str, Any]:
+    """Which shot detectors made the scenes: the classic one always, the learned one when loaded
+    (with the cuts only it found), or why not."""
+    if learned is None:
+        return {"classic": True, "learned": None, "learned_note": note or shots_learned.NO_WEIGHTS}
+    return {"classic": True, "learned": learned.path, "learned_note": note or "", "learned_cuts": added}
 
 
 def _pacing(scenes: list[dict[str, Any]], beats: list[float], duration: float) -> dict[str, Any]:
@@ -601,12 +678,14 @@ def analyze(
     chunk_frames: int | None = None,
     lut_dir: str | Path | None = None,
     transcribe: bool = True,
+    learned: ShotModel | None = None,
+    learned_note: str | None = None,
 ) -> dict:
     """analysis.json for the video at `path`; `progress(done_frames, total_frames)` as it goes.
 
     Adds `timings` (seconds per stage: video features, audio, merge). With `lut_dir`, each scene's
     fitted LUT is written there as a `.cube` (see `write_luts`). `transcribe=False` leaves the
-    audio section without a transcript.
+    audio section without a transcript. `learned` and `learned_note` are `merge_ranges`'s.
     """
     t0 = time.perf_counter()
     info = _probe(path)
@@ -628,7 +707,7 @@ def analyze(
     t_video = time.perf_counter() - t0
     audio = analyze_audio(path) if transcribe else analyze_audio(path, transcriber=None)
     t_audio = time.perf_counter() - t0 - t_video
-    doc = merge_ranges(info, ranges, audio)
+    doc = merge_ranges(info, ranges, audio, learned=learned, learned_note=learned_note)
     doc["timings"] = {
         "video_s": round(t_video, 3),
         "audio_s": round(t_audio, 3),

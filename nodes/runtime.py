@@ -66,6 +66,12 @@ class NodeRuntime:
         self.score_config = None
         # A vision-language captioner (nodes.vision) when a key is configured; None: no captions.
         self.captioner = None
+        # The learned shot detector (nodes.shots_learned) run beside the classic one, loaded once at
+        # start by use_shot_weights(); None: classic only, and `shot_note` says why.
+        from lookalike.nodes.shots_learned import NO_WEIGHTS
+
+        self.shot_model = None
+        self.shot_note = NO_WEIGHTS
         self.node_id = node_id
         self.cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="lookalike-node-"))
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +88,22 @@ class NodeRuntime:
 
         self.xp = device_module(device)
         log.info("node_device", node=self.node_id, device=device, array_module=self.xp.__name__)
+
+    def use_shot_weights(self, path: str | None) -> None:
+        """Load the learned shot detector from `path` (LOOKALIKE_SHOT_WEIGHTS) once, and say in the log
+        which shot detector this node runs and why. A missing or unusable file is not an error: the
+        node runs the classic detector, and every analysis it merges records why."""
+        from lookalike.nodes import shots_learned
+
+        self.shot_model, self.shot_note = shots_learned.load_shot_model(path)
+        if self.shot_model is not None:
+            log.info("node_shot_detector", node=self.node_id, detector="classic+learned", weights=self.shot_model.path,
+                     parameters=self.shot_model.parameters)
+        elif path:  # asked for and not usable: worth a warning, the analysis runs without it
+            log.warning("node_shot_detector", node=self.node_id, detector="classic", weights=str(path),
+                        reason=self.shot_note)
+        else:
+            log.info("node_shot_detector", node=self.node_id, detector="classic", reason=self.shot_note)
 
     # -- store access -------------------------------------------------------------------------
     def local(self, key: str) -> str:
@@ -145,7 +167,8 @@ class NodeRuntime:
     def merge_analysis(self, sample_key: str, ranges: list[dict], audio: dict) -> dict:
         from lookalike.nodes import analysis
 
-        return analysis.merge_ranges(self.local(sample_key), ranges, audio)
+        return analysis.merge_ranges(self.local(sample_key), ranges, audio, learned=self.shot_model,
+                                     learned_note=self.shot_note)
 
     def analyze_vision(self, sample_key: str, doc: dict) -> dict:
         """Faces, on-screen text and (with a configured captioner) a caption per scene."""
