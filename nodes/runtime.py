@@ -509,8 +509,10 @@ class NodeRuntime:
         h265 = "mp4:h265" in formats
         if resolution not in ("", "source") or aspect or h265:
             tmp = self._scratch(".mp4")
+            # An aspect crop follows each scene's subject: the plan's scenes are the final's shots.
+            scenes = [(int(sc["start_frame"]), int(sc["end_frame"])) for sc in (plan or {}).get("scenes") or []]
             fmts.export(final_path, tmp, container="mp4", codec="h265" if h265 else "h264",
-                        resolution=resolution or None, aspect=aspect or None)
+                        resolution=resolution or None, aspect=aspect or None, scenes=scenes or None)
             os.replace(tmp, final_path)
         for f in formats:
             container, _, codec = f.partition(":")

@@ -95,3 +95,28 @@ def tiny_analysis(audio: dict, cuts: tuple[int, ...] = (72,), n: int = 144) -> d
     ]
     source = {"width": 64, "height": 36, "fps": 24.0, "fps_num": 24, "fps_den": 1, "n_frames": n, "duration_s": n / 24}
     return {"source": source, "scenes": scenes, "audio": audio}
+
+
+def two_subject_clip(folder: Path, *, width: int = 320, height: int = 180, n: int = 16) -> Path:
+    """A clip for subject-following crops: two scenes of `n` frames on a dark, lightly textured ground,
+    an orange disc at 15% of the width in the first and at 85% in the second (both outside a centred
+    9:16 window)."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:height, :width]
+    from lookalike.nodes import media
+
+    path = folder / "two.mp4"
+    with media.SegmentWriter(path, width=width, height=height, fps=Fraction(24), crf=12) as w:
+        for at in (0.15, 0.85):
+            disc = (xx - at * width) ** 2 + (yy - height / 2) ** 2 < (height / 6) ** 2
+            for _ in range(n):
+                f = (30 + rng.integers(0, 12, (height, width, 1))).repeat(3, axis=2).astype(np.uint8)
+                f[disc] = (250, 150, 40)
+                w.write(f)
+    return path
+
+
+def orange_share(frame: np.ndarray) -> float:
+    """The share of a frame's pixels that are two_subject_clip's orange."""
+    r, g, b = (frame[..., k].astype(int) for k in range(3))
+    return float(((r > 180) & (g > 90) & (b < 110)).mean())

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from lookalike.nodes import media
 from lookalike.nodes.formats import export, output_size
+from synth import orange_share, two_subject_clip
 
 from lookalike.errors import InputError
 
@@ -154,3 +155,41 @@ def test_an_av1_export_leaves_the_process_scheduling_alone(tmp_path):
     before = os.sched_getscheduler(0)
     export(src, tmp_path / "out.webm", container="webm", codec="av1")
     assert os.sched_getscheduler(0) == before
+
+
+def test_a_vertical_crop_follows_each_scenes_subject(tmp_path: Path) -> None:
+    from lookalike.nodes.formats import follow_subject
+
+    final = two_subject_clip(tmp_path)
+    scenes = [(0, 16), (16, 32)]
+    info = export(final, tmp_path / "v.mp4", container="mp4", codec="h264", aspect="9:16", scenes=scenes)
+    centred = export(final, tmp_path / "c.mp4", container="mp4", codec="h264", aspect="9:16")
+    assert (info.width, info.height, info.n_frames) == (centred.width, centred.height, 32) == (102, 180, 32)
+    followed = [f for _, _, f in media.iter_frames(str(tmp_path / "v.mp4"))]
+    still = [f for _, _, f in media.iter_frames(str(tmp_path / "c.mp4"))]
+    # The whole disc is in the narrow window in every frame (pi 30^2 / (102 x 180) = 0.154 of it), and
+    # the centred crop misses it.
+    assert min(orange_share(f) for f in followed) > 0.13
+    assert max(orange_share(f) for f in still) < 0.01
+    # The window holds still within a scene (no reframing mid-shot) and moves at the cut.
+    assert all(np.abs(followed[i].astype(int) - followed[i + 1].astype(int)).mean() < 6 for i in range(15))
+    xs, ys = follow_subject(str(final), media.probe(str(final)), (102, 180, 109, 0), scenes)
+    assert ys == "if(lt(n,16),0,if(lt(n,32),0,0))"
+    import re
+
+    # Clamped at both edges: each disc sits nearer its edge than half a window.
+    assert [int(v) for v in re.findall(r"lt\(n,\d+\),(\d+)", xs)] == [0, 320 - 102]
+
+
+def test_a_crop_with_nothing_standing_out_stays_centred(tmp_path: Path) -> None:
+    from lookalike.nodes.formats import follow_subject, subject_centre
+
+    rng = np.random.default_rng(3)
+    assert subject_centre(np.full((90, 160, 3), 120, np.uint8)) is None
+    assert subject_centre(rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)) is None
+    final = _final(tmp_path)  # a flat frame with a thin centre stripe
+    crop, _ = output_size(64, 36, None, "9:16")
+    moves = follow_subject(str(final), media.probe(str(final)), crop, [(0, 12)])
+    assert moves is None or moves[0].endswith(f",{crop[2]})")
+    whole, _ = output_size(64, 36, None, None)
+    assert follow_subject(str(final), media.probe(str(final)), whole, [(0, 12)]) is None

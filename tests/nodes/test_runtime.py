@@ -121,3 +121,23 @@ def test_video_to_video_scene_is_generated_from_the_sample_scene_and_rendered_fr
         assert np.abs(d[3] - nd[3]).mean() < np.abs(d[0] - nd[0]).mean() / 2
     finally:
         api.close()
+
+
+def test_a_vertical_delivery_follows_the_subject_of_each_planned_scene(tmp_path):
+    """deliver() hands the plan's scenes to the exporter: a 9:16 final keeps each scene's subject."""
+    import shutil
+
+    from synth import orange_share, two_subject_clip
+
+    rt = NodeRuntime(open_store(str(tmp_path / "store")), cache_dir=str(tmp_path / "cache"))
+    final = tmp_path / "final.mp4"
+    shutil.copy(two_subject_clip(tmp_path), final)
+    plan = {"format": {"fps_num": 24, "fps_den": 1},
+            "scenes": [{"index": 0, "start_frame": 0, "end_frame": 16}, {"index": 1, "start_frame": 16, "end_frame": 32}]}
+    analysis = {"source": {"fps": 24.0}, "scenes": plan["scenes"]}
+    outputs = rt.deliver(str(final), "p/final.mp4", plan=plan, analysis_doc=analysis, formats=[], resolution="",
+                         aspect="9:16")
+    assert "timeline.otio" in outputs
+    frames = [f for _, _, f in media.iter_frames(str(final))]
+    assert frames[0].shape == (180, 102, 3)
+    assert min(orange_share(f) for f in frames) > 0.13
