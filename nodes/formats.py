@@ -150,12 +150,8 @@ def follow_subject(
     xs, ys = [], []
     for start, end in scenes:
         end = min(end, info.n_frames)
-        if end <= start:
-            xs.append(cx)
-            ys.append(cy)
-            continue
         picks = sorted({start + (end - start) * (2 * k + 1) // (2 * samples) for k in range(samples)})
-        found = [c for i in picks for _, _, f in iter_frames(path, i, i + 1, size=small)
+        found = [c for i in picks if i < end for _, _, f in iter_frames(path, i, i + 1, size=small)
                  if (c := subject_centre(f)) is not None]
         if not found:
             xs.append(cx)
@@ -166,15 +162,17 @@ def follow_subject(
         ys.append(min(max(0, round(fy * info.height - ch / 2) // 2 * 2), info.height - ch))
     if all(x == cx for x in xs) and all(y == cy for y in ys):
         return None
-    return _by_frame(scenes, xs, cx), _by_frame(scenes, ys, cy)
+    return _by_frame(scenes, xs), _by_frame(scenes, ys)
 
 
-def _by_frame(scenes: list[tuple[int, int]], values: list[int], default: int) -> str:
-    """if(lt(n,END0),V0,if(lt(n,END1),V1,...default)): the value of the scene holding frame n."""
-    expr = str(default)
-    for (_, end), v in reversed(list(zip(scenes, values, strict=True))):
-        expr = f"if(lt(n,{end}),{v},{expr})"
-    return expr
+def _by_frame(scenes: list[tuple[int, int]], values: list[int]) -> str:
+    """The value of the scene holding frame n, as a flat sum of steps at the scene starts:
+    "V0+(V1-V0)*gte(n,START1)+..." (nested ifs would nest as deep as there are scenes)."""
+    terms = [str(values[0])]
+    for (start, _), prev, v in zip(scenes[1:], values, values[1:], strict=False):
+        if v != prev:
+            terms.append(f"({v - prev})*gte(n,{start})")
+    return "+".join(terms)
 
 
 def _codec(container: str, codec: str) -> str:
