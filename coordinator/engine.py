@@ -471,7 +471,8 @@ class Engine:
         digest = {i: _content_hash(s, fmt.width, fmt.height, fmt.fps.num, fmt.fps.den, subject, seed)
                   for i, s in wanted.items()}
         mine = {j.scene_index: j for j in self._jobs(project_id, {"generate_scene"}, version)}
-        missing = [i for i in wanted if digest[i] not in self._clips_by_hash(project_id) and i not in mine]
+        stored = self._clips_by_hash(project_id)
+        missing = [i for i in wanted if digest[i] not in stored and i not in mine]
         if missing:
             self.state.add_jobs(project_id, [{"kind": "generate_scene", "scene_index": i, "start_frame":
                                               wanted[i]["start_frame"], "end_frame": wanted[i]["end_frame"],
