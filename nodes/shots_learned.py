@@ -183,6 +183,10 @@ def _net_class(torch: Any) -> type:
     return ShotNet
 
 
+def _parameters(net: Any) -> int:
+    return sum(int(p.numel()) for p in net.parameters())
+
+
 def build_net(config: dict[str, Any] | None = None) -> Any:
     """A fresh (untrained) network for `config` (DEFAULT_CONFIG where keys are missing)."""
     import torch
@@ -200,7 +204,7 @@ class ShotModel:
 
     @property
     def parameters(self) -> int:
-        return sum(int(p.numel()) for p in self.net.parameters())
+        return _parameters(self.net)
 
     def cut_probabilities(self, thumbs: np.ndarray, window: int = WINDOW) -> np.ndarray:
         return cut_probabilities(self, thumbs, window=window)
@@ -555,7 +559,7 @@ def train(
     tail = losses[-max(1, steps // 10) :] if losses else [float("nan")]
     summary = {
         "path": str(out),
-        "parameters": sum(int(p.numel()) for p in net.parameters()),
+        "parameters": _parameters(net),
         "steps": steps,
         "seed": seed,
         "seconds": round(seconds, 2),
