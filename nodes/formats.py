@@ -108,19 +108,27 @@ def output_size(
     return (cw, ch, cx, cy), (ow, oh)
 
 
-def subject_centre(rgb: np.ndarray) -> tuple[float, float] | None:
-    """Where the subject of a frame is, as (x, y) in 0-1, or None when nothing stands out.
+def saliency_map(rgb: np.ndarray) -> np.ndarray:
+    """Frequency-tuned saliency (Achanta et al., 2009) of an RGB uint8 picture, float32 HxW.
 
-    Frequency-tuned saliency (Achanta et al., 2009): each pixel's distance, in CIELAB after a light
-    blur, from the frame's mean colour. The subject is the pixels more than two deviations above the
-    mean saliency; the centre is their saliency-weighted centroid. Nothing stands out when there are
-    none, or when they are scattered over the frame rather than gathered in one place (noise, an
-    evenly busy frame): their spread must be under 0.25 (a uniform scatter's is 0.41).
+    Each pixel's distance, in CIELAB (OpenCV's 8-bit scaling) after a light 5x5 Gaussian blur, from
+    the picture's mean colour: high where the picture differs from its overall tone.
     """
     import cv2
 
     lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2LAB).astype(np.float32)
-    sal = np.linalg.norm(lab - lab.reshape(-1, 3).mean(axis=0), axis=2)
+    return np.linalg.norm(lab - lab.reshape(-1, 3).mean(axis=0), axis=2)
+
+
+def subject_centre(rgb: np.ndarray) -> tuple[float, float] | None:
+    """Where the subject of a frame is, as (x, y) in 0-1, or None when nothing stands out.
+
+    On the frequency-tuned saliency (`saliency_map`): the subject is the pixels more than two
+    deviations above the mean saliency; the centre is their saliency-weighted centroid. Nothing stands
+    out when there are none, or when they are scattered over the frame rather than gathered in one
+    place (noise, an evenly busy frame): their spread must be under 0.25 (a uniform scatter's is 0.41).
+    """
+    sal = saliency_map(rgb)
     mask = sal > sal.mean() + 2.0 * sal.std()
     if not mask.any() or sal.std() < 1.0:
         return None

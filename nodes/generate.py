@@ -23,8 +23,10 @@ from typing import Any
 
 import numpy as np
 from lookalike.kernels import compose, grade
+from lookalike.nodes import cutout
 
 from lookalike.errors import InputError, NotFoundError
+from lookalike.obs import get_logger
 
 SUBJECT_HEIGHT = 0.5  # of the frame height: the brief's 40-60 %, centred on the first frame
 PALETTE_PULL = 0.35  # how far the subject's colours move toward the scene palette
@@ -32,6 +34,7 @@ MAX_CANVAS_PIXELS = 24_000_000  # a world canvas beyond this is rendered at redu
 MAX_CANVAS_SIDE = 16_000
 GRADE_VIEWS = 5  # poses along the trajectory the grade is solved on
 _GRADE_VIEW_WIDTH = 320
+log = get_logger("generate")
 
 
 # ---------------------------------------------------------------- subjects
@@ -93,8 +96,14 @@ MAX_SUBJECT_SIDE = 16384
 MAX_SUBJECT_PIXELS = 64_000_000
 
 
-def load_subject(path: str | Path) -> np.ndarray:
-    """The user's subject picture as RGBA uint8 (pictures without alpha are fully opaque)."""
+def load_subject(path: str | Path, *, cut: bool = True) -> np.ndarray:
+    """The user's subject picture as RGBA uint8 (`cut=False`: checked and decoded only, as a probe needs).
+
+    A picture whose alpha channel holds real transparency (`cutout.has_transparency`) is kept as it
+    is; any other (a JPEG, an opaque PNG) is cut out of its background (`cutout.cut_out`: GrabCut
+    seeded by saliency and faces, feathered), and the log says so. Where the cut finds no subject the
+    picture stays fully opaque.
+    """
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
@@ -126,6 +135,11 @@ def load_subject(path: str | Path) -> np.ndarray:
         raise InputError(
             f"subject image is empty or fully transparent: {p}", hint="use a picture that shows the subject"
         )
+    if cut and not cutout.has_transparency(arr[..., 3]):
+        arr = arr.copy()
+        arr[..., 3] = cutout.cut_out(arr[..., :3])
+        log.info("subject_cut_out", subject=p.name, reason="no transparency",
+                 kept=round(float(np.mean(arr[..., 3] >= 128)), 3))
     return arr
 
 

@@ -61,7 +61,10 @@ def test_load_subject(tmp_path, subject: np.ndarray) -> None:
     assert np.array_equal(load_subject(tmp_path / "s.png"), subject)
     Image.fromarray(subject[..., :3]).save(tmp_path / "s.jpg")
     jpg = load_subject(str(tmp_path / "s.jpg"))
-    assert jpg.shape == (128, 128, 4) and (jpg[..., 3] == 255).all()
+    # Without alpha the mascot (on the black its transparent pixels held) is cut out, not a rectangle.
+    assert jpg.shape == (128, 128, 4) and jpg[0, 0, 3] == 0 and jpg[64, 64, 3] == 255
+    cut, truth = jpg[..., 3] >= 128, subject[..., 3] >= 128
+    assert (cut & truth).sum() / (cut | truth).sum() > 0.9
     with pytest.raises(NotFoundError, match="not found"):
         load_subject(tmp_path / "missing.png")
     (tmp_path / "notes.png").write_text("not a picture")
