@@ -3,7 +3,8 @@
 Two ways in, one way out (a list of `plan_ops.PlanOp`):
 
 - `parse`: a deterministic local parser for the common requests (grade, length, camera, order,
-  transitions, prompts, voice lines, music, effects, providers, sound effects). No network, no key.
+  transitions, prompts, voice lines, music, effects, providers, sound effects, and in a footage
+  plan which clip or photo a scene shows). No network, no key.
 - `AnthropicProvider` / `OpenAIProvider`: the official SDKs with tool (function) calling; each plan
   operation is one tool whose input schema comes from the operation's dataclass.
 
@@ -171,7 +172,9 @@ def parse(plan: Mapping[str, Any], message: str) -> list[po.PlanOp]:
     text = message.strip()
     if not text:
         raise InputError("the request is empty", hint="say what to change, e.g. " + repr(EXAMPLES[0]))
-    ops: list[po.PlanOp] = []
+    text, ops = _media_request(ctx, text)
+    text, swap_ops = _swap_sources(ctx, text)
+    ops.extend(swap_ops)
     head, free_ops = _free_text(ctx, text)
     for clause in _clauses(_normalize(ctx, head)):
         ops.extend(_clause(ctx, clause))
@@ -279,6 +282,174 @@ def _free_text(ctx: _Ctx, text: str) -> tuple[str, list[po.PlanOp]]:
         prompt = _strip_quotes(prompt or "")
         return text[: m.start()], [po.InsertScene(at=at, n_frames=n, prompt=prompt or None, like=like)]
     return text, []
+
+
+# ---------------------------------------------------------------- footage: the user's clips and photos
+
+# Words of a file name that never name it alone: they are how people talk about any clip or scene.
+_MEDIA_STOPWORDS = frozenset(
+    "the a an and or of for in on to with from use using scene scenes shot shots clip clips photo photos "
+    "picture pictures image images video videos footage file img dsc mov vid copy final edit new old "
+    "first last again back frame frames".split()
+)
+_KIND = r"(?:\s+(?:clip|photo|picture|image|video|footage|file|shot|still|one))?"
+_SCENE_REF = r"(?:the\s+)?(?:scene\s+(\w+)|(\w+)\s+scene)"
+_FRAME = r"(?:\s*,?\s*(?:from|starting\s+(?:at|from)|at|beginning\s+at)\s+frame\s+(\d+))?"
+_ANY_MEDIA = r"(?:the\s+|my\s+)?\x00(\d+)\x00" + _KIND
+
+
+def _media_aliases(items: Sequence[Mapping[str, Any]]) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """({alias: item index}, {ambiguous word: item indices}) for the ways people name the items: the
+    name, the file name, the file name without its extension, and a word of it that no other item has."""
+    exact: dict[str, int] = {}
+    words: dict[str, set[int]] = {}
+    for i, it in enumerate(items):
+        name = str(it.get("name") or "").lower()
+        base = name.replace("\\", "/").rsplit("/", 1)[-1]
+        stem = base.rsplit(".", 1)[0]
+        for alias in (name, base, stem):
+            if alias:
+                exact.setdefault(alias, i)
+        for w in re.split(r"[^a-z]+", stem):
+            if len(w) >= 3 and w not in _MEDIA_STOPWORDS:
+                words.setdefault(w, set()).add(i)
+    aliases = dict(exact)
+    ambiguous: dict[str, list[int]] = {}
+    for w, owners in words.items():
+        if w in exact:
+            continue
+        if len(owners) == 1:
+            aliases[w] = next(iter(owners))
+        else:
+            ambiguous[w] = sorted(owners)
+    return aliases, ambiguous
+
+
+def _media_request(ctx: _Ctx, text: str) -> tuple[str, list[po.PlanOp]]:
+    """(the message without its requests about media items, their operations).
+
+    Matched on the original words (a file name holds dots and capitals the clause parser would
+    split and fold). A plan without media leaves the message as it is."""
+    items = po._media_items(ctx.plan)
+    if not items:
+        return text, []
+    aliases, ambiguous = _media_aliases(items)
+    names = sorted([*aliases, *ambiguous], key=len, reverse=True)
+    found: list[str] = []
+
+    def mark(m: re.Match[str]) -> str:
+        found.append(m.group(0))
+        return f"\x00{len(found) - 1}\x00"
+
+    pattern = r"(?<![\w./-])(?:" + "|".join(re.escape(n) for n in names) + r")(?![\w/]|\.\w)"
+    marked = re.sub(pattern, mark, text, flags=re.I)
+    if not found:
+        return text, []
+
+    def item(token: str) -> str:
+        said = found[int(token)]
+        key = said.lower()
+        if key in ambiguous:
+            raise InputError(
+                f"{said!r} could be {' or '.join(str(items[i]['name']) for i in ambiguous[key])}",
+                hint="name the file, e.g. " + repr(str(items[ambiguous[key][0]]["name"])),
+            )
+        return str(items[aliases[key]]["name"])
+
+    def scene(m: re.Match[str], g: int) -> int:
+        return _scene_word(ctx, m.group(g) or m.group(g + 1))
+
+    def use(m: re.Match[str], media_g: int, scene_g: int, frame_g: int) -> list[po.PlanOp]:
+        frame = m.group(frame_g)
+        return [
+            po.UseMedia(scene=scene(m, scene_g), media=item(m.group(media_g)), in_frame=int(frame) if frame else None)
+        ]
+
+    def bare_use(m: re.Match[str]) -> list[po.PlanOp]:
+        name = item(m.group(1))
+        if po.find_media(ctx.plan, name).get("excluded"):
+            return [po.IncludeMedia(media=name)]
+        raise InputError(
+            f"say which scene should use {name}", hint=f"e.g. 'use {name} for scene 2'"
+        )
+
+    neg = r"(?:don'?t|do\s+not|never|stop|quit|no\s+longer)\s+(?:use|using|show|showing|include|including|want)"
+    rules: list[tuple[str, Callable[[re.Match[str]], list[po.PlanOp]]]] = [
+        (
+            r"\b(?:stop\s+excluding|un-?exclude|re-?include|bring\s+back|allow|restore|put\s+back)\s+" + _ANY_MEDIA
+            + r"(?:\s+(?:again|back))?",
+            lambda m: [po.IncludeMedia(media=item(m.group(1)))],
+        ),
+        (
+            r"\b(?:i\s+)?" + neg + r"\s+" + _ANY_MEDIA + r"(?:\s+(?:again|anymore|any\s+more|at\s+all))?",
+            lambda m: [po.ExcludeMedia(media=item(m.group(1)))],
+        ),
+        (
+            r"\b(?:exclude|drop|skip|ban|leave\s+out|get\s+rid\s+of|remove|lose|no\s+more)\s+" + _ANY_MEDIA
+            + r"(?:\s+(?:from\s+the\s+(?:video|edit|remake)|altogether|entirely))?",
+            lambda m: [po.ExcludeMedia(media=item(m.group(1)))],
+        ),
+        (
+            r"\b(?:you\s+can\s+)?(?:use|include|put|show)\s+" + _ANY_MEDIA + r"\s+(?:in\s+)?(?:again|back(?:\s+in)?)",
+            lambda m: [po.IncludeMedia(media=item(m.group(1)))],
+        ),
+        (
+            r"\b(?:use|put|place|show|take|try|swap\s+in|drop\s+in)\s+" + _ANY_MEDIA + _FRAME
+            + r"\s+(?:for|in|on|as|into|at)\s+" + _SCENE_REF + _FRAME,
+            lambda m: use(m, 1, 3, 2) if m.group(2) else use(m, 1, 3, 5),
+        ),
+        (
+            r"\b(?:replace|swap)\s+(?:the\s+)?(?:clip|source|footage|picture|photo|shot)\s+(?:of|in)\s+"
+            + _SCENE_REF + r"\s+(?:with|by|for)\s+" + _ANY_MEDIA + _FRAME,
+            lambda m: use(m, 3, 1, 4),
+        ),
+        (
+            r"\b(?:give|let)\s+" + _SCENE_REF + r"\s+(?:use\s+|show\s+)?" + _ANY_MEDIA + _FRAME,
+            lambda m: use(m, 3, 1, 4),
+        ),
+        (
+            r"\b(?:for|in)\s+" + _SCENE_REF + r"\s*,?\s+(?:use|show|put)\s+" + _ANY_MEDIA + _FRAME,
+            lambda m: use(m, 3, 1, 4),
+        ),
+        (
+            _SCENE_REF + r"\s*(?::|should\s+(?:use|show)|uses|shows|with)\s+" + _ANY_MEDIA + _FRAME,
+            lambda m: use(m, 3, 1, 4),
+        ),
+        (r"\b(?:use|include)\s+" + _ANY_MEDIA, bare_use),
+    ]
+    ops: list[po.PlanOp] = []
+    rest = marked
+    for rx, build in rules:
+        while True:
+            m = re.search(rx, rest, re.I)
+            if not m:
+                break
+            ops.extend(build(m))
+            rest = rest[: m.start()] + " " + rest[m.end() :]
+    rest = re.sub(r"\x00(\d+)\x00", lambda m: found[int(m.group(1))], rest)
+    return (rest if ops else text), ops
+
+
+_SWAP_SOURCES_RE = re.compile(
+    r"\b(?:swap|exchange|switch|trade)\s+(?:the\s+)?(?:clips?|sources?|footage|media|pictures?|videos?|photos?|images?)"
+    r"\s+(?:of|in|for|between|from|used\s+(?:in|by))\s+(?:the\s+)?(?:scenes?\s+)?(\w+)(?:\s+scene)?"
+    r"\s+(?:and|with|&)\s+(?:the\s+)?(?:scene\s+)?(\w+)(?:\s+scenes?)?"
+    r"|\b(?:swap|exchange|switch|trade)\s+(?:the\s+)?scene\s+(\w+)'s\s+(?:clip|source|footage|picture|photo|video|image)"
+    r"\s+(?:with|and|for)\s+(?:the\s+(?:one|clip|source|footage)\s+of\s+|that\s+of\s+)?(?:the\s+)?scene\s+(\w+)(?:'s)?",
+    re.I,
+)
+
+
+def _swap_sources(ctx: _Ctx, text: str) -> tuple[str, list[po.PlanOp]]:
+    """(the message without its "swap the clips of scenes 2 and 4" requests, their operations)."""
+    ops: list[po.PlanOp] = []
+    while True:
+        m = _SWAP_SOURCES_RE.search(text)
+        if not m:
+            return text, ops
+        a, b = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        ops.append(po.SwapSources(a=_scene_word(ctx, a), b=_scene_word(ctx, b)))
+        text = text[: m.start()] + " " + text[m.end() :]
 
 
 def _normalize(ctx: _Ctx, text: str) -> str:
@@ -617,7 +788,9 @@ SYSTEM_PROMPT = (
     "refer to the plan as it is before any change; after a swap, insert or delete, later calls see "
     "the new order). Use adjust_grade for relative colour changes ('warmer' is temperature +0.1, "
     "'brighter' exposure +0.3, 'more contrast' contrast +0.2) and set_duration with factor 1.25 for "
-    "'slower'. If the request is not about the plan, call no tool and say why."
+    "'slower'. In a plan with media (the user's clips and photos), use_media, swap_sources, "
+    "exclude_media and include_media change what a scene shows; name items as the media list does. "
+    "If the request is not about the plan, call no tool and say why."
 )
 
 
@@ -628,9 +801,32 @@ def plan_summary(plan: Mapping[str, Any]) -> str:
         f"format: {fmt.get('width')}x{fmt.get('height')} at {fmt.get('fps')} fps, "
         f"{fmt.get('n_frames')} frames; music: {json.dumps(plan.get('music') or {})}"
     ]
+    media = plan.get("media") or []
+    if media:
+        lines.append(
+            "media: "
+            + json.dumps(
+                [
+                    {k: m.get(k) for k in ("name", "kind", "n_frames", "fps", "excluded")}
+                    for m in media
+                ]
+            )
+        )
     for i, s in enumerate(plan.get("scenes") or []):
         cam = s.get("camera") or {}
         n = s.get("n_frames") or (s["end_frame"] - s["start_frame"])
+        src = s.get("source")
+        extra = (
+            {
+                "source": {
+                    k: src.get(k) for k in ("kind", "media", "in_frame", "out_frame", "speed", "why")
+                    if k in src
+                }
+                | {"runner_ups": [r.get("media") for r in src.get("runner_ups") or []]}
+            }
+            if isinstance(src, Mapping)
+            else {}
+        )
         lines.append(
             json.dumps(
                 {
@@ -646,6 +842,7 @@ def plan_summary(plan: Mapping[str, Any]) -> str:
                     "provider": s.get("provider"),
                     "effects": s.get("effects") or [],
                     "voice_lines": [v.get("text") for v in (s.get("audio") or {}).get("voice_lines") or []],
+                    **extra,
                 }
             )
         )

@@ -11,7 +11,13 @@ with an "op" and, for scene operations, a "scene" index:
 - ``{"op": "set_camera", "scene": i, "motion": "pan_left", "trajectory": [[x, y, s, r], ...]}``
   (the trajectory is resampled to the scene's length);
 - ``{"op": "set_duration", "scene": i, "n_frames": n}``: later scenes move so scenes stay contiguous;
+- ``{"op": "use_media", "scene": i, "media": "clips/beach.mp4", "in_frame": 0}``: a footage scene
+  (docs/footage.md) shows that item from that frame: the matcher's runner-up starting there when
+  the scene has one (plan_ops.set_scene_media; the source it replaces becomes a runner-up);
 - ``{"op": "set_tempo", "bpm": 124.0}`` and ``{"op": "set_loudness", "lufs": -16.0}``: the music.
+
+The score node's suggestions cover grade, palette, camera, length and music. `footage_suggestions`
+adds the plan-side one it cannot make: a footage scene that scores low tries its best runner-up.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 
+from lookalike.coordinator import plan_ops
+
 from lookalike.errors import InputError
 
-SCENE_OPS = {"adjust_grade", "set_grade", "set_palette", "set_camera", "set_duration"}
+SCENE_OPS = {"adjust_grade", "set_grade", "set_palette", "set_camera", "set_duration", "use_media"}
 MUSIC_OPS = {"set_tempo", "set_loudness"}
 GRADE_LIMITS = {
     "exposure": (-4.0, 4.0),
@@ -31,16 +39,79 @@ GRADE_LIMITS = {
 }
 
 
-def suggestions_to_ops(similarity: dict, *, min_gain: float = 0.0, max_ops: int | None = None) -> list[dict]:
+# A footage scene whose visual score is below this tries its best runner-up.
+WEAK_FOOTAGE_BELOW = 60.0
+# The visual family's share of the overall score (nodes.score.OVERALL_WEIGHTS["visual"]; the
+# coordinator does not import the nodes): what a better picture can add at most.
+VISUAL_SHARE = 0.45
+# Measured on the picture a use_media replaces: they mean nothing for the new one.
+_PICTURE_OPS = {"adjust_grade", "set_grade", "set_palette"}
+
+
+def footage_suggestions(plan: dict, similarity: dict, *, weak_below: float = WEAK_FOOTAGE_BELOW) -> list[dict]:
+    """Suggestions (similarity.json's shape) to show a weak footage scene's best runner-up instead.
+
+    A scene qualifies when its source is one of the user's items, its visual score (else overall)
+    is below `weak_below`, and a runner-up is left from an item that is not excluded and that the
+    scene has not shown before (a former choice is marked `was_chosen`, so rounds never go back and
+    forth between two candidates)."""
+    items = {m.get("media_id"): m for m in plan.get("media") or [] if not m.get("excluded")}
+    by_index = {s.get("index", i): s for i, s in enumerate(plan.get("scenes") or [])}
+    out = []
+    for sc in similarity.get("scenes", []):
+        s = by_index.get(sc.get("index"))
+        src = (s or {}).get("source") or {}
+        score = sc.get("visual") if isinstance(sc.get("visual"), (int, float)) else sc.get("overall")
+        if src.get("kind") != "media" or not isinstance(score, (int, float)) or score >= weak_below:
+            continue
+        fits = [
+            r for r in src.get("runner_ups") or [] if r.get("media_id") in items and not r.get("was_chosen")
+        ]
+        if not fits:
+            continue
+        ru = fits[0]
+        idx = sc["index"]
+        cost = (src.get("cost") or {}).get("total")
+        out.append(
+            {
+                "scene": idx,
+                "operation": {
+                    "op": "use_media",
+                    "scene": idx,
+                    "media": items[ru["media_id"]]["name"],
+                    "in_frame": int(ru.get("in_frame") or 0),
+                },
+                "reason": f"scene {idx}: visual {score:.0f} with {src.get('media')}; try the runner-up "
+                f"{ru.get('media')} frames {ru.get('in_frame')}-{ru.get('out_frame')} (cost "
+                f"{_cost(ru.get('cost'))}, the chosen {_cost(cost)})",
+                "gain": round((100.0 - float(score)) * VISUAL_SHARE, 3),
+            }
+        )
+    return out
+
+
+def _cost(v: object) -> str:
+    return f"{v:.2f}" if isinstance(v, (int, float)) else "?"
+
+
+def suggestions_to_ops(
+    similarity: dict, *, plan: dict | None = None, min_gain: float = 0.0, max_ops: int | None = None
+) -> list[dict]:
     """The plan operations of a similarity document, biggest expected gain first.
 
-    At most one operation of each kind per scene (the first, i.e. most valuable, one is kept).
+    At most one operation of each kind per scene (the first, i.e. most valuable, one is kept). With
+    the `plan`, weak footage scenes also try a runner-up (`footage_suggestions`), and such a scene
+    takes no grade or palette change that round: those were measured on the picture it leaves.
     """
     ops, seen = [], set()
-    ranked = sorted(similarity.get("suggestions", []), key=lambda s: -(s.get("gain") or 0.0))
+    extra = footage_suggestions(plan, similarity) if plan is not None else []
+    swapped = {s["scene"] for s in extra}
+    ranked = sorted([*similarity.get("suggestions", []), *extra], key=lambda s: -(s.get("gain") or 0.0))
     for s in ranked:
         op = s.get("operation") or {}
         if not op.get("op") or (s.get("gain") or 0.0) < min_gain:
+            continue
+        if op["op"] in _PICTURE_OPS and op.get("scene") in swapped:
             continue
         key = (op["op"], op.get("scene"))
         if key in seen:
@@ -109,6 +180,18 @@ def apply_suggestions(plan: dict, ops: Iterable[dict]) -> dict:
                 s["camera"] = {**cam, "trajectory": _resample(cam.get("trajectory") or [], n)}
                 s["n_frames"] = n
                 s["end_frame"] = s["start_frame"] + n
+            elif kind == "use_media":
+                s.setdefault("n_frames", s["end_frame"] - s["start_frame"])
+                item = plan_ops.find_media(new, str(op.get("media") or ""), where="use_media.media")
+                if item.get("excluded"):
+                    raise InputError(f"use_media: {item['name']} is excluded", hint="include it again first")
+                plan_ops.set_scene_media(
+                    new,
+                    new["scenes"].index(s),
+                    item,
+                    in_frame=op.get("in_frame"),
+                    why=op.get("why") or "runner-up tried by the fix loop (the scene scored low)",
+                )
         elif kind == "set_tempo":
             new.setdefault("music", {})["tempo_bpm"] = float(op["bpm"])
         elif kind == "set_loudness":
@@ -145,7 +228,7 @@ def affected_scenes(before: dict, after: dict) -> list[int]:
     A scene that only moved in time (an earlier scene changed length) keeps its frames; the engine
     re-cuts its ranges but need not re-render it.
     """
-    keys = ("grade", "palette", "camera", "n_frames", "prompt", "seed", "provider", "model")
+    keys = ("grade", "palette", "camera", "n_frames", "prompt", "seed", "provider", "model", "source")
     old = {s["index"]: s for s in before["scenes"]}
     return [
         s["index"]

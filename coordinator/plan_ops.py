@@ -12,6 +12,11 @@ Scenes carry a stable `id` (the planner gives "s0", "s1", ...; inserted scenes g
 scenes by their 0-based `index` in the plan they apply to (what plan.json and the RPCs use); people
 count from 1, and `lookalike.coordinator.chat` converts.
 
+A footage plan (docs/footage.md) lists the user's clips and photos in `media` and gives every scene
+a `source`; `UseMedia`, `SwapSources`, `ExcludeMedia` and `IncludeMedia` change them. Only the
+source fields that make pixels (the item, its range, speed, extend, mirror, move, focus) are part
+of a scene's render key; the cost, why and runner-ups that explain the choice are not.
+
 One description per field (its `metadata`) drives both the checks here and the JSON schemas the
 LLM providers get as tools, so the two cannot drift apart.
 
@@ -771,6 +776,313 @@ class SetEffect(PlanOp):
             s["effects"] = sorted(effects, key=lambda e: e["name"])
 
 
+# ---------------------------------------------------------------- footage: a scene's source (docs/footage.md)
+
+SOURCE_MOVES = ("none", "synth")
+SOURCE_EXTENDS = ("none", "hold", "pingpong")
+MAX_RUNNER_UPS = 3
+# The slowest a clip is played (coordinator.footage.MIN_SPEED; a test keeps them equal, and the
+# plan operations do not import the matcher's numpy/scipy).
+MIN_SPEED = 0.5
+# The source fields a scene's pixels depend on. The rest (the item's name, cost, why, runner-ups,
+# reuse count) explain the choice; changing them renders nothing again.
+_SOURCE_PIXEL_FIELDS = (
+    "kind",
+    "media_id",
+    "key",
+    "photo",
+    "in_frame",
+    "out_frame",
+    "fps",
+    "speed",
+    "extend",
+    "mirror",
+    "move",
+    "focus",
+)
+_MEDIA_DOC = "the media item: its name as listed in the plan's media (or its file name, or media_id)"
+
+
+def _media_items(plan: Mapping[str, Any]) -> list[dict]:
+    return list(plan.get("media") or [])
+
+
+def find_media(plan: Mapping[str, Any], name: str, *, where: str = "media") -> dict:
+    """The item of plan["media"] that `name` names: its name, its file name (with or without the
+    extension, any case) or its media_id (or a prefix of at least 6 digits); else InputError."""
+    items = _media_items(plan)
+    if not items:
+        raise InputError(
+            f"{where}: the plan has no media items", hint="remake with --media DIR to use your own clips"
+        )
+    want = name.strip()
+    low = want.lower()
+
+    def base(n: str) -> str:
+        return n.replace("\\", "/").rsplit("/", 1)[-1].lower()
+
+    tests = (
+        lambda it: it.get("name") == want,
+        lambda it: it.get("media_id") == want,
+        lambda it: str(it.get("name", "")).lower() == low,
+        lambda it: base(str(it.get("name", ""))) == base(low),
+        lambda it: base(str(it.get("name", ""))).rsplit(".", 1)[0] == base(low).rsplit(".", 1)[0],
+        lambda it: len(low) >= 6 and str(it.get("media_id", "")).startswith(low),
+    )
+    for test in tests:
+        hits = [it for it in items if test(it)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise InputError(
+                f"{where}: {name!r} matches {', '.join(str(it['name']) for it in hits)}",
+                hint="give the item's full name as `lookalike plan show` lists it",
+            )
+    raise InputError(
+        f"{where}: there is no media item {name!r}; the plan has {', '.join(str(it['name']) for it in items)}",
+        hint="`lookalike plan show DIR` lists the media",
+    )
+
+
+def _item_by_id(plan: Mapping[str, Any], media_id: Any) -> dict | None:
+    return next((it for it in _media_items(plan) if it.get("media_id") == media_id), None)
+
+
+def _needed_frames(plan: Mapping[str, Any], scene: Mapping[str, Any], fps: float, speed: float) -> int:
+    """Item frames a scene of n output frames shows at `speed` (t = in/fps + k * speed / F)."""
+    return max(1, math.ceil(int(scene["n_frames"]) * speed * fps / _fps(dict(plan)) - 1e-9))
+
+
+def _fit_source(plan: Mapping[str, Any], scene: Mapping[str, Any], src: dict, item: Mapping[str, Any]) -> None:
+    """Size the source's range to the scene's length at its speed: out_frame follows, clamped to the
+    item, and `extend` holds the last frame where the item is too short."""
+    if src.get("photo"):
+        src["in_frame"], src["out_frame"] = 0, 1
+        src["extend"] = "hold"
+        return
+    n_item = int(item.get("n_frames") or src["out_frame"])
+    need = _needed_frames(plan, scene, float(src["fps"]), float(src.get("speed") or 1.0))
+    src["out_frame"] = min(n_item, int(src["in_frame"]) + need)
+    if int(src["in_frame"]) + need > n_item and src.get("extend", "none") == "none":
+        src["extend"] = "hold"
+    elif int(src["in_frame"]) + need <= n_item and src.get("extend") not in ("hold", "pingpong"):
+        src["extend"] = "none"
+
+
+def _candidate(src: Mapping[str, Any]) -> dict:
+    """A chosen source as a runner-up entry (so a later edit or the fix loop can go back to it)."""
+    keep = ("media", "media_id", "shot", "in_frame", "out_frame", "speed", "mirror", "move", "focus")
+    out = {k: src[k] for k in keep if k in src}
+    out["cost"] = (src.get("cost") or {}).get("total")
+    out["was_chosen"] = True
+    return out
+
+
+def _reuse_count(plan: Mapping[str, Any], index: int, media_id: Any) -> int:
+    return sum(
+        1
+        for s in plan["scenes"][:index]
+        if (s.get("source") or {}).get("kind") == "media" and s["source"].get("media_id") == media_id
+    )
+
+
+def set_scene_media(
+    plan: dict,
+    index: int,
+    item: Mapping[str, Any],
+    *,
+    in_frame: int | None = None,
+    why: str,
+    where: str = "use_media",
+) -> dict:
+    """Make plan scene `index` show `item` (a plan["media"] entry), in place; returns the new source.
+
+    The scene's runner-up for that item is taken when there is one (the one starting at `in_frame`
+    when it is given), else the item from `in_frame` (default 0) at speed 1 for as many frames as
+    the scene needs, holding the last frame when the item is too short. The source it replaces
+    becomes the first runner-up."""
+    scene = plan["scenes"][index]
+    old = dict(scene.get("source") or {})
+    n_item = int(item.get("n_frames") or 1)
+    photo = item.get("kind") == "photo"
+    if in_frame is not None and not 0 <= in_frame < n_item:
+        raise InputError(
+            f"{where}.in_frame: {item['name']} has frames 0-{n_item - 1}, not {in_frame}",
+            hint="leave in_frame out to start where the matcher would",
+        )
+    runner_ups = [dict(r) for r in old.get("runner_ups") or []]
+    same = [r for r in runner_ups if r.get("media_id") == item.get("media_id")]
+    if in_frame is not None:
+        same = [r for r in same if int(r.get("in_frame", -1)) == in_frame]
+    taken = same[0] if same else None
+    src: dict[str, Any] = {
+        "kind": "media",
+        "media": item["name"],
+        "media_id": item.get("media_id"),
+        "key": item.get("key"),
+        "photo": photo,
+        "shot": taken.get("shot") if taken else (0 if photo else None),
+        "in_frame": 0 if photo else int(taken["in_frame"] if taken else in_frame or 0),
+        "out_frame": int(taken["out_frame"]) if taken else 1,
+        "fps": float(item.get("fps") or old.get("fps") or _fps(plan)),
+        "speed": float(taken.get("speed", 1.0)) if taken else 1.0,
+        "extend": "hold" if photo else "none",
+        "mirror": bool(taken.get("mirror", False)) if taken else False,
+        "move": (taken.get("move") if taken else None) or ("synth" if photo else "none"),
+        "focus": list((taken or {}).get("focus") or [0.5, 0.5]),
+        "cost": {"total": taken.get("cost")} if taken else {},
+        "why": why,
+    }
+    if taken is None or photo:
+        _fit_source(plan, scene, src, item)
+    else:
+        # A runner-up's range was placed for the speed the matcher found; where it is shorter than
+        # real time needs, that speed was a slow-down (down to MIN_SPEED), and a hold fills the rest.
+        have = int(src["out_frame"]) - int(src["in_frame"])
+        if "speed" not in taken:
+            need = _needed_frames(plan, scene, src["fps"], 1.0)
+            src["speed"] = round(max(MIN_SPEED, min(1.0, have / need)), 4)
+        if have < _needed_frames(plan, scene, src["fps"], src["speed"]):
+            src["extend"] = "hold"
+    rest = [r for r in runner_ups if r is not taken]
+    if old.get("kind") == "media":
+        rest.insert(0, _candidate(old))
+    src["runner_ups"] = rest[:MAX_RUNNER_UPS]
+    src["reused"] = _reuse_count(plan, index, src["media_id"])
+    scene["source"] = src
+    return src
+
+
+def _sourced(plan: dict, op: PlanOp, index: int, field_name: str) -> dict:
+    s = _scene(plan, op, index, field_name)
+    if not isinstance(s.get("source"), Mapping):
+        raise InputError(
+            f"{op.name}.{field_name}: scene {index + 1} has no source (the plan was not made with --media)",
+            hint="remake with --media DIR to use your own clips",
+        )
+    return s
+
+
+@dataclass(frozen=True)
+class UseMedia(PlanOp):
+    """Make a scene show one of the user's media items."""
+
+    name: ClassVar[str] = "use_media"
+    doc: ClassVar[str] = (
+        "Make one scene show one of the user's clips or photos (plan media, by name). It takes the "
+        "matcher's runner-up range for that item when there is one, else the item from in_frame "
+        "(default 0) at real speed for the scene's length, holding the last frame if the item is "
+        "too short. The scene keeps its length, camera and grade."
+    )
+    scene: int = _f(_SCENE_DOC, min=0)
+    media: str = _f(_MEDIA_DOC, min_len=1, max_len=500)
+    in_frame: int | None = _f("first item frame to show (default: the matcher's range, else 0)", None, min=0)
+
+    def _apply(self, plan: dict) -> None:
+        _scene(plan, self, self.scene)
+        item = find_media(plan, self.media, where=f"{self.name}.media")
+        if item.get("excluded"):
+            raise InputError(
+                f"{self.name}.media: {item['name']} is excluded",
+                hint=f"include it again first (include_media), e.g. 'use {item['name']} again'",
+            )
+        set_scene_media(plan, self.scene, item, in_frame=self.in_frame, why="chosen by the user (use_media)")
+
+
+@dataclass(frozen=True)
+class SwapSources(PlanOp):
+    """Two scenes exchange what their pictures are made from."""
+
+    name: ClassVar[str] = "swap_sources"
+    doc: ClassVar[str] = (
+        "Exchange the sources (the user's clip or photo, or generated) of two scenes; each keeps its "
+        "place, length, camera and grade, and the clip's range is refitted to the scene's length."
+    )
+    a: int = _f(_SCENE_DOC, min=0)
+    b: int = _f("0-based index of the other scene", min=0)
+
+    def _check(self) -> None:
+        if self.a == self.b:
+            raise InputError(f"{self.name}.b: a scene cannot swap sources with itself (both are {self.a})")
+
+    def _apply(self, plan: dict) -> None:
+        sa, sb = _sourced(plan, self, self.a, "a"), _sourced(plan, self, self.b, "b")
+        sa["source"], sb["source"] = copy.deepcopy(sb["source"]), copy.deepcopy(sa["source"])
+        for i, s in ((self.a, sa), (self.b, sb)):
+            src = s["source"]
+            if src.get("kind") != "media":
+                continue
+            item = _item_by_id(plan, src.get("media_id")) or {"n_frames": src.get("out_frame")}
+            _fit_source(plan, s, src, item)
+            src["reused"] = _reuse_count(plan, i, src.get("media_id"))
+
+
+@dataclass(frozen=True)
+class ExcludeMedia(PlanOp):
+    """"Don't use X": the item is left out, and the scenes that showed it take their next best."""
+
+    name: ClassVar[str] = "exclude_media"
+    doc: ClassVar[str] = (
+        "Stop using one of the user's media items: every scene that shows it takes its best runner-up "
+        "from another item, else becomes generated. include_media undoes it."
+    )
+    media: str = _f(_MEDIA_DOC, min_len=1, max_len=500)
+
+    def _apply(self, plan: dict) -> None:
+        item = find_media(plan, self.media, where=f"{self.name}.media")
+        item["excluded"] = True
+        off = {it.get("media_id") for it in _media_items(plan) if it.get("excluded")}
+        for i, s in enumerate(_scenes(plan)):
+            src = s.get("source") or {}
+            if src.get("kind") != "media" or src.get("media_id") != item.get("media_id"):
+                continue
+            displaced = {k: v for k, v in src.items() if k != "displaced"}
+            fits = [
+                r
+                for r in src.get("runner_ups") or []
+                if r.get("media_id") not in off and _item_by_id(plan, r.get("media_id")) is not None
+            ]
+            why = f"{item['name']} is excluded"
+            if fits:
+                best = min(fits, key=lambda r: float(r["cost"]) if r.get("cost") is not None else math.inf)
+                new = set_scene_media(
+                    plan,
+                    i,
+                    _item_by_id(plan, best["media_id"]) or {},
+                    in_frame=int(best["in_frame"]),
+                    why=f"runner-up: {why}",
+                    where=self.name,
+                )
+                new["runner_ups"] = [r for r in new["runner_ups"] if r.get("media_id") not in off]
+            else:
+                s["source"] = new = {
+                    "kind": "generated",
+                    "why": f"no media fits: {why} and no runner-up from another item is left",
+                    "runner_ups": [r for r in src.get("runner_ups") or [] if r.get("media_id") not in off],
+                }
+            # What include_media puts back, exactly: the scene then renders as it did before.
+            new["displaced"] = displaced
+
+
+@dataclass(frozen=True)
+class IncludeMedia(PlanOp):
+    """Undo exclude_media: the item may be used again, and the scenes it was taken from get it back."""
+
+    name: ClassVar[str] = "include_media"
+    doc: ClassVar[str] = (
+        "Allow an excluded media item again; the scenes that showed it before it was excluded show it again."
+    )
+    media: str = _f(_MEDIA_DOC, min_len=1, max_len=500)
+
+    def _apply(self, plan: dict) -> None:
+        item = find_media(plan, self.media, where=f"{self.name}.media")
+        item["excluded"] = False
+        for s in _scenes(plan):
+            back = (s.get("source") or {}).get("displaced")
+            if isinstance(back, Mapping) and back.get("media_id") == item.get("media_id"):
+                s["source"] = copy.deepcopy(dict(back))
+
+
 OPS: dict[str, type[PlanOp]] = {
     cls.name: cls
     for cls in (
@@ -790,6 +1102,10 @@ OPS: dict[str, type[PlanOp]] = {
         SetMusic,
         SetTransition,
         SetEffect,
+        UseMedia,
+        SwapSources,
+        ExcludeMedia,
+        IncludeMedia,
     )
 }
 
@@ -992,9 +1308,31 @@ def _flat(value: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
+def _candidate_label(c: Any) -> Any:
+    if not isinstance(c, Mapping):
+        return c
+    return f"{c.get('media')} {c.get('in_frame')}-{c.get('out_frame')}"
+
+
+def _source_fields(src: Mapping[str, Any]) -> dict[str, Any]:
+    """A source as diff fields: one line per pixel field, the cost as its total, the runner-ups and
+    the displaced source by item and range (their own details explain, they do not render)."""
+    out = {k: v for k, v in src.items() if k not in ("cost", "runner_ups", "displaced")}
+    if "cost" in src:
+        out["cost"] = (src.get("cost") or {}).get("total")
+    if "runner_ups" in src:
+        out["runner_ups"] = [_candidate_label(c) for c in src.get("runner_ups") or []]
+    if "displaced" in src:
+        out["displaced"] = _candidate_label(src["displaced"])
+    return out
+
+
 def _scene_fields(s: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    _flat({k: v for k, v in s.items() if k not in _DERIVED and k != "id"}, "", out)
+    body = {k: v for k, v in s.items() if k not in _DERIVED and k != "id"}
+    if isinstance(body.get("source"), Mapping):
+        body["source"] = _source_fields(body["source"])
+    _flat(body, "", out)
     t = s.get("transition_in") or {}
     # A transition is compared relative to its scene's start, so a moved scene shows no change.
     for k in ("transition_in.start_frame", "transition_in.end_frame"):
@@ -1066,9 +1404,21 @@ _RENDER_FIELDS = (
 )
 
 
+def _source_view(s: Mapping[str, Any]) -> dict[str, Any] | None:
+    src = s.get("source")
+    if not isinstance(src, Mapping):
+        return None
+    return {k: src.get(k) for k in _SOURCE_PIXEL_FIELDS if k in src}
+
+
 def _base_key(plan: Mapping[str, Any], s: Mapping[str, Any]) -> str:
     fmt = plan.get("format") or {}
     body = {k: s.get(k) for k in _RENDER_FIELDS}
+    # Footage plans only (docs/footage.md): a plan without them keeps the keys it always had.
+    if s.get("source") is not None:
+        body["source"] = _source_view(s)
+    if s.get("overlays"):
+        body["overlays"] = s.get("overlays")
     body["format"] = [
         fmt.get("width"),
         fmt.get("height"),
@@ -1139,10 +1489,14 @@ def audio_affected(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Whether the timeline's audio (music, voice, effects, mixed once) must be rendered again."""
 
     def audio_view(p: Mapping[str, Any]) -> Any:
-        return [
+        view = [
             p.get("music"),
             (p.get("format") or {}).get("n_frames"),
             [[s["start_frame"], s["end_frame"], s.get("audio")] for s in p["scenes"]],
         ]
+        # With the clips' own sound under the music, a scene's source is part of the mix.
+        if (p.get("music") or {}).get("keep_media_audio"):
+            view.append([_source_view(s) for s in p["scenes"]])
+        return view
 
     return audio_view(old) != audio_view(new)

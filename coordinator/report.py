@@ -3,7 +3,10 @@
 The page is self-contained (inline PNG thumbnails and SVG plots, inline CSS, no script, no network)
 so it opens offline from the output folder. Everything it draws comes from the documents:
 similarity.json (scores, raw figures, suggestions, and its "figures": thumbnails, palettes, motion
-curves, cuts, beats, loudness curves, made by the score node) and analysis.json.
+curves, cuts, beats, loudness curves, made by the score node) and analysis.json. For a footage plan
+(docs/footage.md) each scene shows sample | chosen source | output: the source as text (the item,
+its range, speed, move, mirror, the matcher's cost terms, why and runner-ups), since no document
+carries a picture of the user's items.
 """
 
 from __future__ import annotations
@@ -136,19 +139,84 @@ def _loudness_svg(fig: dict) -> str:
     )
 
 
-def _scene_block(sc: dict, fig: dict | None, analysis_scene: dict | None) -> str:
+def _range(c: dict) -> str:
+    shot = f" (shot {c['shot']})" if c.get("shot") is not None else ""
+    return f"frames {_esc(c.get('in_frame', '?'))}–{_esc(c.get('out_frame', '?'))}{shot}"
+
+
+def _source_panel(src: dict, i: int) -> str:
+    """Why the scene shows what it shows: the chosen item, its range and treatment, the matcher's
+    cost terms and reasons, and the runner-ups. Text only: neither the plan nor similarity.json
+    carries a picture of the user's items (similarity's thumbnails are the sample's and the output's)."""
+    if src.get("kind") != "media":
+        return (
+            f'<div class="source generated" id="source-{i}"><div class="lbl">source</div>'
+            f'<b class="src-name">generated</b><p class="why">{_esc(src.get("why") or "no media item fits")}</p></div>'
+        )
+    treat = [_range(src) if not src.get("photo") else "photo"]
+    speed = src.get("speed")
+    if isinstance(speed, (int, float)) and speed != 1:
+        treat.append(f"speed ×{speed:g}")
+    if src.get("extend") not in (None, "none"):
+        treat.append(f"then {_esc(src['extend'])}")
+    treat.append(f"move {_esc(src.get('move') or 'none')}")
+    if src.get("mirror"):
+        treat.append("mirrored")
+    if src.get("focus"):
+        treat.append("focus (" + ", ".join(f"{float(v):.2f}" for v in src["focus"]) + ")")
+    if src.get("reused"):
+        treat.append(f"also in {int(src['reused'])} earlier scene(s)")
+    cost = src.get("cost") or {}
+    terms = sorted(((k, v) for k, v in cost.items() if k != "total"), key=lambda kv: -(kv[1] or 0))
+    cost_rows = (
+        f'<table class="cost"><tr><th>cost</th><th>{_num3(cost.get("total"))}</th></tr>'
+        + "".join(f'<tr><td>{_esc(k)}</td><td data-term="{_esc(k)}">{_num3(v)}</td></tr>' for k, v in terms)
+        + "</table>"
+        if cost
+        else '<p class="lbl">no cost: the user chose it</p>'
+    )
+    runner_ups = "".join(
+        f'<li class="runner-up">{_esc(r.get("media"))} {_range(r)}, cost {_num3(r.get("cost"))}'
+        + (" (chosen before)" if r.get("was_chosen") else "")
+        + "</li>"
+        for r in src.get("runner_ups") or []
+    )
+    return (
+        f'<div class="source" id="source-{i}"><div class="lbl">chosen source</div>'
+        f'<b class="src-name">{_esc(src.get("media"))}</b> <span class="treat">{", ".join(treat)}</span>'
+        f'<p class="why">{_esc(src.get("why") or "")}</p>{cost_rows}'
+        f'<div class="lbl">runner-ups</div><ol class="runner-ups">{runner_ups or "<li>none</li>"}</ol></div>'
+    )
+
+
+def _num3(v: Any) -> str:
+    return "–" if not isinstance(v, (int, float)) or not math.isfinite(v) else f"{v:.2f}"
+
+
+def _scene_block(sc: dict, fig: dict | None, analysis_scene: dict | None, plan_scene: dict | None = None) -> str:
     i = sc["index"]
     fig = fig or {}
     thumbs = fig.get("thumbs") or {}
-    strip = (
-        "".join(
+
+    def keyframes(side: str) -> str:
+        return "".join(
             f'<figure class="kf {side}"><img alt="{side} keyframe, scene {i}" src="{_esc(src)}"><figcaption>{side}</figcaption></figure>'
-            for side in ("sample", "output")
             for src in (thumbs.get(side) or [])
             if src.startswith("data:image/")
         )
-        or '<p class="empty">No keyframes (score run without media).</p>'
-    )
+
+    source = (plan_scene or {}).get("source")
+    middle = _source_panel(source, i) if isinstance(source, dict) else ""
+    pictures = keyframes("sample") + keyframes("output")
+    if middle:
+        # sample | chosen source | output
+        strip = (
+            (keyframes("sample") or '<p class="empty">No sample keyframe.</p>')
+            + middle
+            + (keyframes("output") or '<p class="empty">No output keyframe.</p>')
+        )
+    else:
+        strip = pictures or '<p class="empty">No keyframes (score run without media).</p>'
     pal_s = fig.get("palette_sample") or (analysis_scene or {}).get("palette", [])
     pal_o = fig.get("palette_output") or []
     scores = "".join(
@@ -178,8 +246,9 @@ def render_report(analysis: dict, plan: dict, similarity: dict) -> str:
         for k in FAMILIES
         if k in similarity
     )
+    plan_scenes = {s.get("index", k): s for k, s in enumerate((plan or {}).get("scenes", []))}
     blocks = "".join(
-        _scene_block(sc, fig_scenes.get(sc["index"]), an_scenes.get(sc["index"]))
+        _scene_block(sc, fig_scenes.get(sc["index"]), an_scenes.get(sc["index"]), plan_scenes.get(sc["index"]))
         for sc in similarity.get("scenes", [])
     )
     sugg = (
@@ -208,6 +277,9 @@ table{{border-collapse:collapse}} td,th{{border-bottom:1px solid #eee;padding:3p
 .kf figcaption{{font-size:.8em;color:#666}} .row{{display:flex;gap:2em;align-items:flex-start;margin:.5em 0}}
 .lbl{{font-size:.8em;color:#666}} .scene{{border-top:1px solid #ddd;padding:.5em 0}} h3 small{{font-weight:normal;color:#666}}
 code{{font-size:.8em;color:#555}}
+.source{{border:1px solid #ccc;border-radius:6px;padding:.4em .6em;font-size:.85em;max-width:320px}}
+.source .why{{margin:.3em 0;color:#444}} .source table.cost td,.source table.cost th{{padding:1px 6px}}
+.source ol{{margin:.2em 0;padding-left:1.4em}}
 </style></head><body>
 <h1>How alike is the remake?</h1>
 <p id="source">Sample: {_esc(src.get("path", ""))} — {_esc(src.get("width"))}×{_esc(src.get("height"))},
@@ -249,4 +321,18 @@ def report_json(analysis: dict, plan: dict, similarity: dict) -> dict:
         "metrics": similarity.get("metrics", {}),
         "missing": similarity.get("missing", []),
         "suggestions": similarity.get("suggestions", []),
+        **_sources(plan),
+    }
+
+
+def _sources(plan: dict | None) -> dict:
+    """{"sources": [...]} of a footage plan (each scene's source without its pictures), else {}."""
+    scenes = (plan or {}).get("scenes") or []
+    if not any(isinstance(s.get("source"), dict) for s in scenes):
+        return {}
+    return {
+        "sources": [
+            {"index": s.get("index", k), **{f: v for f, v in (s.get("source") or {}).items() if f != "displaced"}}
+            for k, s in enumerate(scenes)
+        ]
     }

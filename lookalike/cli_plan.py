@@ -80,6 +80,42 @@ def _fmt_grade(g: dict) -> str:
     return " ".join(parts) or "-"
 
 
+def format_source(src: dict) -> str:
+    """A scene's source in one line: "clips/beach.mp4 frames 120-210 x0.8 synth-move mirrored", or
+    "generated (no media fits: ...)"."""
+    if src.get("kind") != "media":
+        why = src.get("why") or "no media item was chosen"
+        return f"generated ({why})"
+    if src.get("photo"):
+        parts = [f"{src.get('media')} (photo)"]
+    else:
+        parts = [f"{src.get('media')} frames {src.get('in_frame')}-{src.get('out_frame')}"]
+        speed = float(src.get("speed") or 1.0)
+        if speed != 1.0:
+            parts.append(f"x{speed:g}")
+        if src.get("extend") not in (None, "none"):
+            parts.append(f"then {src['extend']}")
+    if src.get("move") == "synth":
+        parts.append("synth-move")
+    if src.get("mirror"):
+        parts.append("mirrored")
+    return " ".join(parts)
+
+
+def _format_media(items: list[dict]) -> list[str]:
+    out = [f"media: {len(items)} items" + (f", {sum(1 for m in items if m.get('excluded'))} excluded" if any(m.get("excluded") for m in items) else "")]
+    for k, m in enumerate(items, 1):
+        size = f"{m.get('width')}x{m.get('height')}"
+        what = (
+            f"photo, {size}"
+            if m.get("kind") == "photo"
+            else f"video, {size}, {m.get('n_frames')} frames at {float(m.get('fps') or 0):g} fps "
+            f"({float(m.get('duration_s') or 0):.2f} s)"
+        )
+        out.append(f"  {k}. {m.get('name')}: {what}" + (" [excluded]" if m.get("excluded") else ""))
+    return out
+
+
 def format_plan(plan: dict) -> str:
     """The plan as lines a person reads: the format, the music, then one block per scene."""
     fmt = plan.get("format") or {}
@@ -102,6 +138,8 @@ def format_plan(plan: dict) -> str:
         )
         or "music: -",
     ]
+    if plan.get("media"):
+        out.extend(_format_media(plan["media"]))
     edit = plan.get("edit") or {}
     if edit.get("request"):
         out.append(f"last edit: {edit['request']!r} (from version {edit.get('base_version')})")
@@ -124,6 +162,8 @@ def format_plan(plan: dict) -> str:
             f", seed {s.get('seed')}"
         )
         out.append(f"    prompt: {s.get('prompt', '')}")
+        if isinstance(s.get("source"), dict):
+            out.append(f"    source: {format_source(s['source'])}")
         effects = s.get("effects") or []
         if effects:
             out.append(

@@ -79,3 +79,36 @@ def test_bad_requests_exit_with_a_message(out, capsys, argv, message):
     code, _, err = run(capsys, *[a.format(out=out) for a in argv])
     assert code in (2, 4) and message in err
     assert not (out / "plan.v1.json").exists()
+
+
+def test_show_a_footage_plan_lists_media_and_each_scenes_source(tmp_path, capsys):
+    from footage_plans import footage_plan
+    from lookalike.coordinator import plan_ops as po
+
+    plan = po.apply(footage_plan(), [po.ExcludeMedia(media="IMG_0042.jpg"), po.ExcludeMedia(media="cat photo")])
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    code, text, _ = run(capsys, "show", tmp_path)
+    assert code == 0
+    lines = text.splitlines()
+    assert "media: 3 items, 2 excluded" in lines
+    assert "  1. clips/beach.mp4: video, 1280x720, 270 frames at 30 fps (9.00 s)" in lines
+    assert "  2. IMG_0042.jpg: photo, 4000x3000 [excluded]" in lines
+    assert "    source: clips/beach.mp4 frames 120-220 x0.8 mirrored" in lines
+    assert "    source: clips/beach.mp4 frames 0-90 x0.72" in lines
+    assert any(
+        ln.startswith("    source: generated (no media fits: pets/cat photo.png is excluded") for ln in lines
+    )
+
+
+def test_format_source_of_a_photo_with_a_synthesized_move():
+    src = {"kind": "media", "media": "IMG_0042.jpg", "photo": True, "in_frame": 0, "out_frame": 1,
+           "speed": 1.0, "extend": "hold", "move": "synth", "mirror": True}
+    assert cli_plan.format_source(src) == "IMG_0042.jpg (photo) synth-move mirrored"
+    clip = {"kind": "media", "media": "a.mp4", "photo": False, "in_frame": 200, "out_frame": 270,
+            "speed": 1.0, "extend": "hold", "move": "none", "mirror": False}
+    assert cli_plan.format_source(clip) == "a.mp4 frames 200-270 then hold"
+
+
+def test_show_a_plan_without_media_prints_no_source(out, capsys):
+    _, text, _ = run(capsys, "show", out)
+    assert "source:" not in text and "media:" not in text

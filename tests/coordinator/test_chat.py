@@ -419,3 +419,92 @@ def test_plan_summary_counts_from_one_for_people_and_zero_for_tools(plan):
     assert len(lines) == 1 + len(plan["scenes"])
     first = json.loads(lines[1])
     assert first["index"] == 0 and first["scene"] == 1 and first["n_frames"] == 100
+
+
+# ---------------------------------------------------------------- footage: the user's clips and photos
+
+BEACH, PHOTO, CAT = "clips/beach.mp4", "IMG_0042.jpg", "pets/cat photo.png"
+FOOTAGE_CASES = [
+    ("use beach.mp4 for scene 3", [{"op": "use_media", "scene": 2, "media": BEACH, "in_frame": None}]),
+    ("put the beach clip in the second scene", [{"op": "use_media", "scene": 1, "media": BEACH, "in_frame": None}]),
+    ("Use clips/beach.mp4 for scene 2 from frame 40", [{"op": "use_media", "scene": 1, "media": BEACH, "in_frame": 40}]),
+    ("give scene three the Beach video", [{"op": "use_media", "scene": 2, "media": BEACH, "in_frame": None}]),
+    ("for scene 2, use the beach clip", [{"op": "use_media", "scene": 1, "media": BEACH, "in_frame": None}]),
+    ("scene 4 should use beach", [{"op": "use_media", "scene": 3, "media": BEACH, "in_frame": None}]),
+    (
+        "replace the clip of scene 2 with the beach clip starting at frame 30",
+        [{"op": "use_media", "scene": 1, "media": BEACH, "in_frame": 30}],
+    ),
+    ("show the cat photo in the last scene", [{"op": "use_media", "scene": 3, "media": CAT, "in_frame": None}]),
+    ("swap the clips of scenes 2 and 4", [{"op": "swap_sources", "a": 1, "b": 3}]),
+    ("exchange the footage of the first and last scenes", [{"op": "swap_sources", "a": 0, "b": 3}]),
+    ("swap scene 1's clip with scene 3's", [{"op": "swap_sources", "a": 0, "b": 2}]),
+    ("switch the photos in scene 2 and scene 3", [{"op": "swap_sources", "a": 1, "b": 2}]),
+    ("don't use IMG_0042.jpg", [{"op": "exclude_media", "media": PHOTO}]),
+    ("do not use img_0042", [{"op": "exclude_media", "media": PHOTO}]),
+    ("stop using the cat photo", [{"op": "exclude_media", "media": CAT}]),
+    ("exclude the cat photo", [{"op": "exclude_media", "media": CAT}]),
+    ("never show IMG_0042.jpg again.", [{"op": "exclude_media", "media": PHOTO}]),
+    ("I don't want the beach clip anymore", [{"op": "exclude_media", "media": BEACH}]),
+    ("use the cat photo again", [{"op": "include_media", "media": CAT}]),
+    ("bring back the cat photo", [{"op": "include_media", "media": CAT}]),
+    ("you can put IMG_0042.jpg back in", [{"op": "include_media", "media": PHOTO}]),
+    (
+        "use beach.mp4 for scene 3 and make scene 1 warmer",
+        [
+            {"op": "use_media", "scene": 2, "media": BEACH, "in_frame": None},
+            {"op": "adjust_grade", "scene": 0, "temperature": 0.1},
+        ],
+    ),
+]
+
+
+@pytest.fixture
+def footage():
+    """The three-scene footage plan of footage_plans.py with a fourth scene (a copy of the third)."""
+    from footage_plans import footage_plan
+
+    return po.apply(footage_plan(), [po.InsertScene(at=3, n_frames=100)])
+
+
+@pytest.mark.parametrize("message, want", FOOTAGE_CASES, ids=[c[0] for c in FOOTAGE_CASES])
+def test_local_parser_footage_requests(footage, message, want):
+    ops = chat.parse(footage, message)
+    got = [{k: v for k, v in op.to_dict().items() if v is not None or k == "in_frame"} for op in ops]
+    want = [{k: v for k, v in w.items() if v is not None or k == "in_frame"} for w in want]
+    for g in got:
+        if g["op"] != "use_media":
+            g.pop("in_frame", None)
+    assert got == want
+    check_consistent(po.apply(footage, ops))
+
+
+def test_bare_use_of_an_excluded_item_includes_it(footage):
+    off = po.apply(footage, [po.ExcludeMedia(media=CAT)])
+    assert chat.parse(off, "use the cat photo") == [po.IncludeMedia(media=CAT)]
+    with pytest.raises(InputError, match="say which scene should use clips/beach.mp4"):
+        chat.parse(footage, "use the beach clip")
+
+
+def test_media_words_that_name_two_items_ask_which(footage):
+    footage["media"].append({**footage["media"][0], "name": "pets/cat video.mp4", "media_id": "ffff" * 6})
+    with pytest.raises(InputError, match="'cat' could be pets/cat photo.png or pets/cat video.mp4"):
+        chat.parse(footage, "use the cat clip for scene 2")
+    assert chat.parse(footage, "use the cat video for scene 2") == [po.UseMedia(scene=1, media="pets/cat video.mp4")]
+    # A whole file name wins over a word of another's: "beach" is beach.mp4 itself.
+    assert chat.parse(footage, "use beach for scene 2") == [po.UseMedia(scene=1, media=BEACH)]
+
+
+def test_plans_without_media_parse_as_before(plan):
+    assert chat.parse(plan, "swap 2 and 4") == [po.SwapScenes(a=1, b=3)]
+    with pytest.raises(InputError, match="could not understand"):
+        chat.parse(plan, "don't use IMG_0042.jpg")
+
+
+def test_summary_and_tools_carry_the_footage(footage):
+    lines = chat.plan_summary(footage).splitlines()
+    assert lines[1].startswith("media: ") and "clips/beach.mp4" in lines[1]
+    first = json.loads(lines[2])
+    assert first["source"]["media"] == BEACH and first["source"]["runner_ups"] == [PHOTO, CAT]
+    names = {t["name"] for t in chat.AnthropicProvider.tools(None)}  # type: ignore[arg-type]
+    assert {"use_media", "swap_sources", "exclude_media", "include_media"} <= names

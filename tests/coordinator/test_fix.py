@@ -173,3 +173,52 @@ def test_rounds_of_suggestions_raise_the_score(tmp_path):
     assert last["scenes"][1]["colour"] > first["scenes"][1]["colour"] + 10
     assert last["pacing"] > first["pacing"] + 10
     assert last["audio"] > first["audio"] + 10
+
+
+def _weak(index: int, visual: float) -> dict:
+    return {"index": index, "overall": visual + 5, "visual": visual}
+
+
+def test_a_weak_footage_scene_tries_its_runner_up():
+    from footage_plans import footage_plan
+
+    plan = footage_plan()
+    sim = {
+        "scenes": [_weak(0, 40.0), _weak(1, 85.0), _weak(2, 55.0)],
+        "suggestions": [
+            {"scene": 0, "operation": {"op": "adjust_grade", "scene": 0, "delta": {"exposure": 0.2}}, "gain": 8.0},
+            {"scene": 1, "operation": {"op": "adjust_grade", "scene": 1, "delta": {"exposure": 0.1}}, "gain": 4.0},
+        ],
+    }
+    ops = suggestions_to_ops(sim, plan=plan)
+    # Scene 0 (visual 40) and scene 2 (55) try their best runner-up; scene 1 scores well. Scene 0's
+    # grade change was measured on the picture it leaves, so it is dropped this round.
+    assert ops == [
+        {"op": "use_media", "scene": 0, "media": "IMG_0042.jpg", "in_frame": 0},
+        {"op": "use_media", "scene": 2, "media": "pets/cat photo.png", "in_frame": 0},
+        {"op": "adjust_grade", "scene": 1, "delta": {"exposure": 0.1}},
+    ]
+    assert suggestions_to_ops(sim) == [sim["suggestions"][0]["operation"], sim["suggestions"][1]["operation"]]
+
+    new = apply_suggestions(plan, ops)
+    assert new["scenes"][0]["source"]["media"] == "IMG_0042.jpg" and new["scenes"][0]["source"]["photo"]
+    assert new["scenes"][2]["source"]["media"] == "pets/cat photo.png"
+    assert affected_scenes(plan, new) == [0, 1, 2]
+    assert affected_scenes(plan, apply_suggestions(plan, ops[:1])) == [0]
+    # Next round, still weak: the next runner-up, never back to the source it left.
+    again = suggestions_to_ops({"scenes": [_weak(0, 40.0)], "suggestions": []}, plan=new)
+    assert again == [{"op": "use_media", "scene": 0, "media": "pets/cat photo.png", "in_frame": 0}]
+    last = apply_suggestions(new, again)
+    assert suggestions_to_ops({"scenes": [_weak(0, 40.0)], "suggestions": []}, plan=last) == []
+
+
+def test_no_runner_up_from_an_excluded_item_or_for_a_plan_without_media():
+    from footage_plans import footage_plan
+
+    plan = footage_plan()
+    plan["media"][1]["excluded"] = True
+    ops = suggestions_to_ops({"scenes": [_weak(0, 30.0)], "suggestions": []}, plan=plan)
+    assert ops == [{"op": "use_media", "scene": 0, "media": "pets/cat photo.png", "in_frame": 0}]
+    assert suggestions_to_ops({"scenes": [_weak(0, 30.0)], "suggestions": []}, plan=_plan()) == []
+    with pytest.raises(InputError, match="IMG_0042.jpg is excluded"):
+        apply_suggestions(plan, [{"op": "use_media", "scene": 1, "media": "IMG_0042.jpg"}])

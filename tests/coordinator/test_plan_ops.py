@@ -347,8 +347,28 @@ EXAMPLES = [
 ]
 
 
+# Operations on what a scene's pictures are made from: they need a footage plan (footage_plans.py).
+FOOTAGE_EXAMPLES = [
+    po.UseMedia(scene=2, media="beach.mp4", in_frame=10),
+    po.SwapSources(a=0, b=1),
+    po.ExcludeMedia(media="IMG_0042.jpg"),
+    po.IncludeMedia(media="pets/cat photo.png"),
+]
+
+
 def test_examples_cover_every_operation():
-    assert {type(op) for op in EXAMPLES} == set(po.OPS.values())
+    assert {type(op) for op in EXAMPLES + FOOTAGE_EXAMPLES} == set(po.OPS.values())
+
+
+@pytest.mark.parametrize("op", FOOTAGE_EXAMPLES, ids=lambda op: op.name)
+def test_footage_json_round_trip_and_schema(op):
+    from footage_plans import footage_plan
+
+    jsonschema = pytest.importorskip("jsonschema")
+    assert po.ops_from_json(po.ops_to_json([op])) == [op]
+    schema = next(t for t in po.tool_schemas() if t["name"] == op.name)["input_schema"]
+    jsonschema.validate({k: v for k, v in op.to_dict().items() if k != "op" and v is not None}, schema)
+    check_consistent(po.apply(footage_plan(), [op]))
 
 
 @pytest.mark.parametrize("op", EXAMPLES, ids=lambda op: op.name)

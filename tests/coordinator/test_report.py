@@ -114,3 +114,54 @@ def test_json_report_has_scores_scenes_and_suggestions_without_pictures(docs):
     assert rep["schema"] == "lookalike.report/1" and rep["plan_version"] == 2
     assert rep["scores"]["overall"] == sim["overall"] and len(rep["scenes"]) == 2
     assert rep["suggestions"] and "data:image" not in str(rep)
+
+
+def _footage_docs():
+    """The footage plan of footage_plans.py (scene 3 made generated) and a similarity document with
+    an inline keyframe per side and scene, as the score node writes them."""
+    from footage_plans import footage_plan
+
+    plan = footage_plan()
+    plan["scenes"][2]["source"] = {"kind": "generated", "why": "no media fits: IMG_0042.jpg is excluded"}
+    png = "data:image/png;base64,iVBORw0KGgo="
+    sim = {
+        "overall": 70.0,
+        "scenes": [{"index": i, "overall": 70.0, "aligned": {"start_frame": 0, "end_frame": 100, "by": "cuts"}}
+                   for i in range(3)],
+        "figures": {"scenes": [{"index": i, "thumbs": {"sample": [png], "output": [png]}} for i in range(3)]},
+    }
+    return plan, sim
+
+
+def test_report_shows_sample_chosen_source_output_and_why_it_won():
+    plan, sim = _footage_docs()
+    page = render_report({"scenes": []}, plan, sim)
+    p = _Elements()
+    p.feed(page)
+    panels = _class(p.tags, "div", "source")
+    assert [a["id"] for a in panels] == ["source-0", "source-1", "source-2"]
+    first = page[page.index('id="scene-0"') : page.index('id="scene-1"')]
+    # sample | chosen source | output, in that order.
+    assert first.index('class="kf sample"') < first.index('id="source-0"') < first.index('class="kf output"')
+    assert "clips/beach.mp4" in first and "frames 120–220 (shot 0)" in first and "speed ×0.8" in first
+    assert "mirrored" in first and "move none" in first and "focus (0.50, 0.45)" in first
+    assert "camera pan_right like the sample&#x27;s" in first  # the matcher's why
+    assert 'data-term="palette"' in first and ">0.41<" in first  # cost total and terms
+    assert first.count('class="runner-up"') == 2 and "IMG_0042.jpg frames 0–1 (shot 0), cost 0.55" in first
+    third = page[page.index('id="scene-2"') :]
+    assert 'class="source generated"' in third and "no media fits: IMG_0042.jpg is excluded" in third
+    rep = report_json({}, plan, sim)
+    assert [s["media"] if s["kind"] == "media" else s["kind"] for s in rep["sources"]] == [
+        "clips/beach.mp4",
+        "IMG_0042.jpg",
+        "generated",
+    ]
+
+
+def test_report_of_a_plan_without_sources_has_no_source_panel():
+    plan, sim = _footage_docs()
+    for s in plan["scenes"]:
+        del s["source"]
+    page = render_report({"scenes": []}, plan, sim)
+    assert 'class="source' not in page and page.count('class="kf ') == 6
+    assert "sources" not in report_json({}, plan, sim)
