@@ -153,19 +153,20 @@ class Client:
             raise self._mapped(exc) from None
 
     def _mapped(self, exc: grpc.RpcError) -> LookalikeError:
+        """The error the server raised, by the one table (lookalike.errors.WIRE): its class and exit code
+        from the kind in the trailing metadata, else from the status code; its message as sent. Two get
+        words about this coordinator: a store outage (wait) and a bare UNAVAILABLE (nothing answered)."""
         code = exc.code().name if exc.code() else "UNKNOWN"
         kind = error_kind(exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None)
-        if kind == "StoreError":
-            return StoreError(f"the coordinator at {self.address} cannot reach its store: {exc.details()}",
+        details = exc.details() or code
+        error = from_grpc_code(code, details, kind)
+        if type(error) is StoreError:
+            return StoreError(f"the coordinator at {self.address} cannot reach its store: {details}",
                               hint="the store is down or full; the project is paused and resumes by itself "
                                    "when the store is back; try again shortly")
-        if code == "UNAVAILABLE":
-            return UnreachableError(f"the coordinator at {self.address} stopped answering: {exc.details()}")
-        if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
-            return ConfigError(f"the coordinator at {self.address} refused the call: {exc.details()}")
-        if code == "RESOURCE_EXHAUSTED":
-            return InputError(f"over a limit of the coordinator at {self.address}: {exc.details()}")
-        return from_grpc_code(code, exc.details() or code)
+        if type(error) is UnreachableError and kind is None and code == "UNAVAILABLE":
+            return UnreachableError(f"the coordinator at {self.address} stopped answering: {details}")
+        return error
 
     # -- files --------------------------------------------------------------------------------
     def upload(self, path: str | os.PathLike, kind: str = "sample") -> str:
@@ -205,25 +206,53 @@ class Client:
     def submit(self, sample: str | os.PathLike, *, subject: str | os.PathLike | None = None, name: str | None = None,
                keep_audio: bool = False, keep_video: bool = False, seed: int = 0, chunk_frames: int = 0,
                priority: int = 0, require: tuple[str, ...] = (), target: float = 0.0,
-               max_rounds: int = 0, formats: tuple[str, ...] = (), resolution: str = "", aspect: str = "") -> Project:
-        """Start a remake and return at once."""
+               max_rounds: int = 0, formats: tuple[str, ...] = (), resolution: str = "", aspect: str = "",
+               media: list[str | os.PathLike] | tuple = (), music: str | os.PathLike | None = None,
+               script: str | os.PathLike | None = None, text: tuple[str, ...] | list[str] = (),
+               keep_media_audio: bool = False, on_skip: Callable[[str, str], None] | None = None) -> Project:
+        """Start a remake and return at once.
+
+        `media`: the user's clips and photos, files or folders (walked recursively; see client.media):
+        the remake is cut from them (docs/footage.md). `music`: the user's track; `script`: a text file
+        whose lines become the voice-over; `text`: on-screen lines in order. `on_skip(name, reason)`
+        hears of every file left out before upload (the coordinator reports the ones it refuses)."""
         return Project._of(self._call(self._stub.Remake, self._request(
             sample, subject=subject, name=name, keep_audio=keep_audio, keep_video=keep_video, seed=seed,
             chunk_frames=chunk_frames, priority=priority, require=require, target=target, max_rounds=max_rounds,
-            formats=formats, resolution=resolution, aspect=aspect)))
+            formats=formats, resolution=resolution, aspect=aspect, media=media, music=music, script=script,
+            text=text, keep_media_audio=keep_media_audio, on_skip=on_skip)))
 
     def _request(self, sample, *, subject=None, name=None, keep_audio=False, keep_video=False, seed=0,
                  chunk_frames=0, priority=0, require=(), target=0.0, max_rounds=0, formats=(), resolution="",
-                 aspect="") -> coordinator_pb2.RemakeRequest:
+                 aspect="", media=(), music=None, script=None, text=(), keep_media_audio=False,
+                 on_skip=None) -> coordinator_pb2.RemakeRequest:
+        from lookalike.client.media import collect_media
+
+        files, skipped = collect_media(list(media)) if media else ([], [])
+        for s in skipped:
+            if on_skip is not None:
+                on_skip(s.name, s.reason)
+        if media and not files:
+            reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:10]) or "nothing found"
+            raise InputError(f"no clip or photo to use in {', '.join(map(str, media))} ({reasons})",
+                             hint="give folders or files of video clips (MP4, MOV, WebM ...) and photos (JPEG, PNG ...)")
+        words = ""
+        if script is not None:
+            try:
+                words = Path(script).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"script {script} cannot be read as UTF-8 text: {exc}") from None
         sample_id = self.upload(sample, "sample")
         subject_id = self.upload(subject, "subject") if subject else ""
+        items = [coordinator_pb2.MediaItem(upload_id=self.upload(f.path, "media"), name=f.name) for f in files]
         return coordinator_pb2.RemakeRequest(
             sample_upload_id=sample_id, subject_upload_id=subject_id, name=name or Path(sample).name,
-            priority=priority,
+            priority=priority, media=items, music_upload_id=self.upload(music, "music") if music else "",
             options=coordinator_pb2.RemakeOptions(keep_audio=keep_audio, keep_video=keep_video, seed=seed,
                                                   chunk_frames=chunk_frames, require=list(require),
                                                   target=target, max_rounds=max_rounds, formats=list(formats),
-                                                  resolution=resolution, aspect=aspect),
+                                                  resolution=resolution, aspect=aspect, text=list(text),
+                                                  script=words, keep_media_audio=keep_media_audio),
         )
 
     def submit_batch(self, items: list[dict]) -> list[Project]:

@@ -1,6 +1,6 @@
 """gRPC plumbing shared by the coordinator and nodes: servers with health and reflection (and TLS when
 given a certificate), channels between farm processes (TLS and the node token when configured), and
-the one place where LookalikeError becomes a gRPC status."""
+the one place where LookalikeError becomes a gRPC status (by the table `lookalike.errors.WIRE`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from lookalike.errors import KIND_KEY, InputError, LookalikeError
+from lookalike.errors import KIND_KEY, InputError, LookalikeError, wire_of
 from lookalike.obs import RPCS, get_logger
 
 log = get_logger("grpc")
@@ -35,9 +35,10 @@ def _abort(context: grpc.ServicerContext, service: str, method: str, exc: BaseEx
         RPCS.labels(service, method, code_set.name).inc()
         raise exc
     if isinstance(exc, LookalikeError):
-        code = getattr(grpc.StatusCode, exc.grpc_code)
+        wire = wire_of(exc)
+        code = getattr(grpc.StatusCode, wire.code)
         message = str(exc)
-        context.set_trailing_metadata(((KIND_KEY, type(exc).__name__),))
+        context.set_trailing_metadata(((KIND_KEY, wire.kind),))
     else:
         code = grpc.StatusCode.INTERNAL
         message = f"internal error in {service}.{method}: {type(exc).__name__}: {exc} (see the server log)"
@@ -289,7 +290,7 @@ def channel(address: str, *, ca: bytes | None = _DEFAULT, token: str | None = _D
         ca = d_ca if ca is _DEFAULT else ca
         token = d_token if token is _DEFAULT else token
         server_name = d_name if server_name is _DEFAULT else server_name
-    options = list(CHANNEL_OPTIONS)
+    options: list[tuple[str, Any]] = list(CHANNEL_OPTIONS)
     if ca is not None:
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))

@@ -19,7 +19,7 @@ from lookalike.v1 import coordinator_pb2, node_pb2
 from synth import make_clip
 from tlsutil import make_pki
 
-from lookalike.errors import ConfigError, InputError, UnreachableError
+from lookalike.errors import AuthError, InputError, UnreachableError
 
 ALICE = "alice-0123456789abcdef"
 BOB = "bob-0123456789abcdefgh"
@@ -152,10 +152,11 @@ def test_plaintext_and_unknown_ca_clients_cannot_connect(farm, pki):
         Client(farm.address, token=ALICE, ca=pki["ca"], server_name="coordinator.example", connect_timeout=2)
 
 
-def test_client_maps_auth_errors_to_config_errors(farm, pki):
-    with Client(farm.address, ca=pki["ca"]) as c, pytest.raises(ConfigError, match="token"):
+def test_client_maps_auth_errors_to_auth_errors(farm, pki):
+    with Client(farm.address, ca=pki["ca"]) as c, pytest.raises(AuthError, match="token") as exc:
         c.projects()
-    with Client(farm.address, token="x" * 20, ca=pki["ca"]) as c, pytest.raises(ConfigError, match="not one"):
+    assert exc.value.exit_code == 3
+    with Client(farm.address, token="x" * 20, ca=pki["ca"]) as c, pytest.raises(AuthError, match="not one"):
         c.projects()
 
 
