@@ -4,6 +4,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SAMPLE ?= ../shared/media/samples/big_buck_bunny_0_30.webm
+# The user's own clips and photos the remake is cut from (read in place); MEDIA= (empty): the compositor.
+MEDIA ?= ../shared/media/footage
 OUT ?= out
 PYTEST_ARGS ?=
 
@@ -28,7 +30,7 @@ system-deps:
 	bash deploy/ci-deps.sh
 
 remake: setup
-	$(BIN)/lookalike remake $(SAMPLE) --out $(OUT)
+	$(BIN)/lookalike remake $(SAMPLE) $(if $(MEDIA),--media $(MEDIA)) --out $(OUT)
 
 test: setup system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -33,6 +33,8 @@ def output_names(options: dict) -> list[str]:
     """The files a finished project offers for download."""
     extra = sorted({EXTRA_FORMATS[f] for f in options.get("formats") or () if EXTRA_FORMATS.get(f)})
     return [*OUTPUT_NAMES, *extra]
+# Bumped when the media analysis changes, so cached analyses of the user's footage are made again.
+MEDIA_ANALYSIS_VERSION = 1
 STAGES = ("analyzing", "planned", "rendering", "assembling", "scoring", "done")
 
 
@@ -151,11 +153,13 @@ class Engine:
             t.join(timeout)
 
     # -- the pipeline -------------------------------------------------------------------------
-    def _stage(self, project_id: str, state: str, progress: float) -> None:
-        now = time.time()
+    def _mark(self, project_id: str, stage: str) -> None:
+        """Start timing `stage` (project.json's stage_seconds) without changing the project's state."""
         with self._lock:
-            marks = self._stage_marks.setdefault(project_id, [])
-            marks.append((state, now))
+            self._stage_marks.setdefault(project_id, []).append((stage, time.time()))
+
+    def _stage(self, project_id: str, state: str, progress: float) -> None:
+        self._mark(project_id, state)
         self.state.set_project_state(project_id, state, stage=state, progress=progress)
         self.emit(project_id, state, message=f"{state}")
 
@@ -194,7 +198,7 @@ class Engine:
             p = self.state.get_project(project_id)
             opts = {**p.options, **self._overrides.get(project_id, {})}
             analysis = self._analyze(project_id, opts, cancelled)
-            version, plan = self._current_plan(project_id, analysis, opts)
+            version, plan = self._current_plan(project_id, analysis, opts, cancelled)
             first_version = version  # the plan as the user left it; fix rounds add versions after it
             target = opts.get("target")
             rounds_left = int(opts.get("max_rounds") or 0)
@@ -210,7 +214,7 @@ class Engine:
                     break
                 # The fix loop: the weakest scenes' suggestions become plan operations; only the scenes
                 # they touch render again, and the best round is what the user gets.
-                ops = fix.suggestions_to_ops(similarity)
+                ops = fix.suggestions_to_ops(similarity, plan=plan)
                 if not ops:
                     break
                 new_plan = fix.apply_suggestions(plan, ops)
@@ -240,12 +244,142 @@ class Engine:
             log.error("project_crashed", project=project_id, error=repr(exc), tb=traceback.format_exc())
             self._fail(project_id, exc)
 
-    def _current_plan(self, project_id: str, analysis: dict, opts: dict) -> tuple[int, dict]:
+    def _current_plan(self, project_id: str, analysis: dict, opts: dict, cancelled=None) -> tuple[int, dict]:
         versions = self.state.document_versions(project_id, "plan")
         if not versions:
             plan = planner.make_plan(analysis, seed=int(opts.get("seed") or 0))
+            if opts.get("media"):
+                self._mark(project_id, "analyzing_media")
+                media = self._analyze_media(project_id, opts, cancelled)
+                music = self._analyze_music(project_id, opts, cancelled)
+                self._mark(project_id, "matching")
+                self.emit(project_id, "planned", message=f"matching {len(plan['scenes'])} scenes to "
+                          f"{len(media)} media items")
+                plan = planner.footage_plan(plan, analysis, media, text=opts.get("text") or (),
+                                            script=opts.get("script") or "", music=music,
+                                            keep_media_audio=bool(opts.get("keep_media_audio")),
+                                            skipped=opts.get("media_skipped") or ())
             return self.state.put_document(project_id, "plan", plan), plan
         return max(versions), self.state.get_document(project_id, "plan", max(versions))
+
+    # -- the user's footage -------------------------------------------------------------------
+    def _analyze_media(self, project_id: str, opts: dict, cancelled) -> list[dict]:
+        """Every media item analysed like the sample (range jobs, a merge, vision), each once per
+        content: an item whose bytes were analysed before (this tenant, any project) is read from
+        the cache. Returns the items of docs/footage.md, each with its `analysis`."""
+        items = opts["media"]
+        cached = {i: self._media_cached(project_id, it["sha256"]) for i, it in enumerate(items)}
+        todo = [i for i, doc in cached.items() if doc is None]
+        share = self._share(project_id)
+        if todo:
+            self.emit(project_id, "analyzing", message=f"analysing {len(todo)} of {len(items)} media items "
+                      f"({len(items) - len(todo)} from the cache)")
+            if not self._jobs(project_id, {"media_range"}):
+                nodes = max(1, len(self.dispatcher.alive_nodes()))
+                self.state.add_jobs(project_id, [
+                    {"kind": "media_range", "scene_index": i, "start_frame": a, "end_frame": b, "spec": {},
+                     "max_attempts": self.settings.max_attempts}
+                    for i in todo for a, b in planner.analysis_ranges(int(items[i]["info"]["n_frames"]), nodes)])
+            total = sum(j.end_frame - j.start_frame for j in self._jobs(project_id, {"media_range"}))
+            done = [sum(j.end_frame - j.start_frame for j in self._jobs(project_id, {"media_range"})
+                        if j.state == "succeeded")]
+
+            def build_range(job, attempt):
+                req = node_pb2.AnalyzeRequest(ctx=self._ctx(job, attempt), sample_key=items[job.scene_index]["key"])
+                req.range.start_frame, req.range.end_frame = job.start_frame, job.end_frame
+                return "Analyze", req
+
+            def on_range(job, result):
+                done[0] += job.end_frame - job.start_frame
+                self.emit(project_id, "analyzing", done[0], total,
+                          f"footage {items[job.scene_index]['name']}: frames {job.start_frame}-{job.end_frame}")
+
+            self.dispatcher.run(project_id, {"media_range"}, build_range, _parse_features, cancelled=cancelled,
+                                on_done=on_range, **share)
+            ranges: dict[int, list] = {}
+            for j in sorted(self._jobs(project_id, {"media_range"}), key=lambda j: j.start_frame):
+                ranges.setdefault(j.scene_index, []).append(j.result["features"])
+            self._add_once(project_id, "media_merge", todo)
+
+            def build_merge(job, attempt):
+                it = items[job.scene_index]
+                # The matcher needs no sound features of the footage: only whether there is sound.
+                audio = {"has_audio": bool(it["info"].get("has_audio")), "tempo_bpm": None, "beats_s": [],
+                         "key": None, "lufs": None, "segments": [], "transcript": []}
+                return "Analyze", node_pb2.AnalyzeRequest(
+                    ctx=self._ctx(job, attempt), sample_key=it["key"], audio_features_json=json.dumps(audio),
+                    range_features_json=[json.dumps(r) for r in ranges[job.scene_index]])
+
+            self.dispatcher.run(project_id, {"media_merge"}, build_merge, _parse_features, cancelled=cancelled,
+                                **share)
+            merged = {j.scene_index: j.result["features"] for j in self._jobs(project_id, {"media_merge"})}
+            self._add_once(project_id, "media_vision", todo)
+            self.emit(project_id, "analyzing", message="footage: faces, people, text and subjects")
+
+            def build_vision(job, attempt):
+                return "Analyze", node_pb2.AnalyzeRequest(
+                    ctx=self._ctx(job, attempt), sample_key=items[job.scene_index]["key"], vision=True,
+                    analysis_json=json.dumps(merged[job.scene_index]))
+
+            self.dispatcher.run(project_id, {"media_vision"}, build_vision, _parse_features, cancelled=cancelled,
+                                **share)
+            for j in self._jobs(project_id, {"media_vision"}):
+                cached[j.scene_index] = j.result["features"]
+                self._media_cache_put(project_id, items[j.scene_index]["sha256"], j.result["features"])
+        out = []
+        for i, it in enumerate(items):
+            info = it["info"]
+            doc = dict(cached[i])
+            doc["source"] = dict(doc["source"], path=it["name"])
+            out.append({"name": it["name"], "media_id": it["sha256"][:24], "key": it["key"],
+                        "kind": "photo" if int(info["n_frames"]) <= 1 else "video",
+                        "width": info["width"], "height": info["height"], "fps": doc["source"]["fps"],
+                        "n_frames": int(info["n_frames"]), "duration_s": info.get("duration_s"),
+                        "has_audio": bool(info.get("has_audio")), "excluded": False, "analysis": doc})
+        return out
+
+    def _add_once(self, project_id: str, kind: str, indices: list[int]) -> None:
+        """One job of `kind` per media item, unless the project has them already (a resumed run)."""
+        if not self._jobs(project_id, {kind}):
+            self.state.add_jobs(project_id, [{"kind": kind, "scene_index": i, "start_frame": 0, "end_frame": 0,
+                                              "spec": {}, "max_attempts": self.settings.max_attempts}
+                                             for i in indices])
+
+    def _media_cache_key(self, project_id: str, sha256: str) -> str:
+        import hashlib
+
+        tenant = hashlib.sha256(self.state.get_project(project_id).tenant.encode()).hexdigest()[:16]
+        return f"cache/media/{tenant}/{sha256[:32]}-{MEDIA_ANALYSIS_VERSION}.json"
+
+    def _media_cached(self, project_id: str, sha256: str) -> dict | None:
+        from lookalike.errors import NotFoundError
+
+        try:
+            return json.loads(self.store.get_bytes(self._media_cache_key(project_id, sha256)))
+        except (NotFoundError, ValueError):
+            return None
+
+    def _media_cache_put(self, project_id: str, sha256: str, doc: dict) -> None:
+        self.store.put_bytes(self._media_cache_key(project_id, sha256), json.dumps(doc).encode())
+
+    def _analyze_music(self, project_id: str, opts: dict, cancelled) -> dict | None:
+        """The user's music track: its tempo and beats (an audio analysis job, no transcript)."""
+        key = opts.get("music_key")
+        if not key:
+            return None
+        self._add_once(project_id, "music_audio", [-1])
+        self.emit(project_id, "analyzing", message=f"music {opts.get('music_name') or ''}: tempo and beats")
+
+        def build(job, attempt):
+            return "Analyze", node_pb2.AnalyzeRequest(ctx=self._ctx(job, attempt), sample_key=key, audio=True,
+                                                      skip_transcription=True)
+
+        self.dispatcher.run(project_id, {"music_audio"}, build, _parse_features, cancelled=cancelled,
+                            **self._share(project_id))
+        doc = self._jobs(project_id, {"music_audio"})[0].result["features"]
+        return {"key": key, "name": opts.get("music_name") or "music", "media_id": (opts.get("music_sha256") or "")[:24],
+                "tempo_bpm": doc.get("tempo_bpm"), "beats_s": doc.get("beats_s") or [],
+                "duration_s": (opts.get("music_info") or {}).get("duration_s"), "has_audio": doc.get("has_audio")}
 
     def _best(self, project_id: str, first: int, version: int, plan: dict, similarity: dict) -> tuple[int, dict, dict]:
         """Among the fix rounds of this run (versions first..version), the one with the highest overall
@@ -464,7 +598,7 @@ class Engine:
         """generate_scene jobs for the provider scenes among `scenes`: {scene index: what the render
         ranges need ({"clip_key", "provider"}, or {"provider": "local"} after a fallback)}. A scene whose
         entry is unchanged since an earlier version reuses that version's clip (same content hash)."""
-        wanted = {s["index"]: s for s in scenes if (s.get("provider") or "local") != "local"}
+        wanted = {s["index"]: s for s in scenes if (s.get("provider") or "local") not in ("local", "media")}
         if not wanted:
             return {}
         subject, seed = opts.get("subject_key") or "", int(opts.get("seed") or 0)

@@ -232,3 +232,116 @@ def analysis_ranges(n_frames: int, n_parts: int, min_frames: int = 120) -> list[
     parts = max(1, min(n_parts, n_frames // max(1, min_frames)))
     bounds = [round(i * n_frames / parts) for i in range(parts + 1)]
     return [(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i + 1] > bounds[i]]
+
+
+# -- the footage remake (docs/footage.md) --------------------------------------------------------------
+
+SCRIPT_MAX_LINES = 200
+WORDS_PER_S = 2.5  # conversational English, about 150 words a minute
+PACE_RANGE = (0.8, 1.6)  # faster than this is hard to follow, slower sounds wrong
+
+
+def footage_plan(
+    plan: dict,
+    analysis: dict,
+    media: list[dict],
+    *,
+    text: tuple[str, ...] | list[str] = (),
+    script: str = "",
+    music: dict | None = None,
+    keep_media_audio: bool = False,
+    skipped: tuple[dict, ...] | list[dict] = (),
+) -> dict:
+    """The first plan of a footage remake: `plan` (make_plan's) with every scene's `source` chosen from
+    the user's `media` (coordinator.footage.match), the user's text lines in the sample's text boxes,
+    the script's lines where the sample speaks, and the user's music with the cuts moved onto its
+    beats when the sample cuts on beats. The input plan is not changed."""
+    from lookalike.coordinator import beats, footage
+
+    out = copy.deepcopy(plan)
+    out["media"] = [{k: v for k, v in m.items() if k != "analysis"} for m in media]
+    out["media_skipped"] = list(skipped)
+    out["text"] = list(text)
+    out["music"]["keep_media_audio"] = bool(keep_media_audio)
+    out["boundary_shifts"] = []
+    if music is not None:
+        out["music"]["track"] = {k: music.get(k) for k in ("key", "name", "media_id", "tempo_bpm", "beats_s",
+                                                           "duration_s")}
+        out["music"]["tempo_bpm"] = music.get("tempo_bpm") or out["music"].get("tempo_bpm")
+        ratio = (analysis.get("pacing") or {}).get("cuts_on_beat_ratio")
+        out, out["boundary_shifts"] = beats.snap_to_beats(out, list(music.get("beats_s") or []),
+                                                          sample_cuts_on_beat=ratio)
+    # The matcher sees the scenes as the plan times them (after any move onto the beats).
+    by_index = {s["index"]: s for s in analysis["scenes"]}
+    timed = dict(analysis, scenes=[
+        dict(by_index[s["source_index"]], index=s["index"], start_frame=s["start_frame"], end_frame=s["end_frame"],
+             camera=s["camera"])
+        for s in out["scenes"]])
+    sources = footage.match(timed, media, output_fps=float(out["format"]["fps"]))
+    for s, src, a in zip(out["scenes"], sources, timed["scenes"], strict=True):
+        s["source"] = src
+        if src.get("kind") == "media":
+            s["provider"], s["model"] = "media", ""
+        else:
+            s["prompt"] = footage.describe_scene(a)
+    _place_text(out, timed["scenes"], list(text))
+    _place_script(out, analysis, script)
+    return out
+
+
+def _place_text(plan: dict, scenes: list[dict], lines: list[str]) -> None:
+    """The sample's on-screen text boxes, in order of appearance, filled with the user's lines; boxes
+    past the last line stay empty (the sample's own words are never copied)."""
+    queue = list(lines)
+    for s, a in zip(plan["scenes"], scenes, strict=True):
+        overlays = []
+        for t in sorted(a.get("text") or [], key=lambda t: (t["box"][1], t["box"][0])):
+            if not queue:
+                break
+            overlays.append({"text": queue.pop(0), "box": [float(v) for v in t["box"]],
+                             "colour": list(t.get("colour") or [255, 255, 255])})
+        s["overlays"] = overlays
+    if queue and lines:
+        # More lines than the sample shows text: the rest go lower-third on the scenes without text.
+        free = [s for s in plan["scenes"] if not s["overlays"]]
+        for s in free:
+            if not queue:
+                break
+            s["overlays"] = [{"text": queue.pop(0), "box": [0.1, 0.78, 0.8, 0.1], "colour": [255, 255, 255]}]
+    plan["text_unplaced"] = queue
+
+
+def _script_lines(script: str) -> list[str]:
+    """The script's lines: one per non-empty line, long lines split at sentence ends."""
+    import re
+
+    out = []
+    for line in script.splitlines():
+        line = " ".join(line.split())
+        if line:
+            out += [p for p in re.split(r"(?<=[.!?])\s+", line) if p]
+    return out[:SCRIPT_MAX_LINES]
+
+
+def _place_script(plan: dict, analysis: dict, script: str) -> None:
+    """The script's lines as voice lines where the sample speaks (its speech segments, in order); a
+    sample without speech gets them at the scene starts. Lines past the last slot join the last one."""
+    lines = _script_lines(script)
+    if not lines:
+        return
+    speech = [(float(g["start_s"]), float(g["end_s"])) for g in (analysis.get("audio") or {}).get("segments") or []
+              if g.get("kind") == "speech"]
+    fps = float(plan["format"]["fps"])
+    slots = speech or [(s["start_frame"] / fps, s["end_frame"] / fps) for s in plan["scenes"]]
+    if len(lines) > len(slots):
+        lines = [*lines[: len(slots) - 1], " ".join(lines[len(slots) - 1 :])]
+    for line, (t0, t1) in zip(lines, slots, strict=False):
+        scene = next((s for s in plan["scenes"] if s["start_frame"] / fps <= t0 < s["end_frame"] / fps),
+                     plan["scenes"][-1])
+        offset = max(0.0, t0 - scene["start_frame"] / fps)
+        # Paced to fit the sample's slot: a speaker says about WORDS_PER_S at pace 1.
+        pace = len(line.split()) / (WORDS_PER_S * max(t1 - t0, 0.3))
+        scene["audio"].setdefault("voice_lines", []).append(
+            {"text": line, "offset_s": round(offset, 3), "voice": None, "emotion": None,
+             "pace": round(float(min(max(pace, PACE_RANGE[0]), PACE_RANGE[1])), 3), "slot_s": round(t1 - t0, 3),
+             "source": "script"})

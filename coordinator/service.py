@@ -31,6 +31,7 @@ _CAPABILITY = re.compile(r"[a-z0-9_-]{1,32}")
 CODECS = ("libx264", "libx265", "libvpx-vp9", "libaom-av1")
 MAX_PLAN_BYTES = 8 << 20
 MAX_BATCH = 256
+UPLOAD_KINDS = ("sample", "subject", "media", "music")
 
 
 def _project_msg(p) -> coordinator_pb2.Project:
@@ -58,8 +59,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         if first is None or first.WhichOneof("part") != "header":
             raise InputError("an upload starts with a header message (filename, kind, size)")
         h = first.header
-        if h.kind not in ("sample", "subject"):
-            raise InputError(f"upload kind must be 'sample' or 'subject', not {clean_label(h.kind, 40)!r}")
+        if h.kind not in UPLOAD_KINDS:
+            raise InputError(f"upload kind must be one of {', '.join(UPLOAD_KINDS)}, not {clean_label(h.kind, 40)!r}")
         if h.size < 0:
             raise InputError(f"the header announces {h.size} bytes: send the file's size (or 0 if unknown)")
         if h.size > self.settings.max_upload_bytes:
@@ -184,12 +185,60 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         if subject_key:
             self._check_size(self._check(subject_key, "subject"), "subject image")
         name = clean_label(req.name, 200)
+        footage = self._footage_options(req, tenant)
         options = {"keep_audio": o.keep_audio, "keep_video": o.keep_video, "chunk_frames": o.chunk_frames or None,
                    "seed": o.seed, "codec": o.codec or "libx264", "crf": o.crf or 20, "sample_name": name,
                    "priority": req.priority, "require": require, "target": o.target or None,
                    "max_rounds": o.max_rounds, "formats": formats, "resolution": o.resolution or "source",
-                   "aspect": o.aspect}
+                   "aspect": o.aspect, **footage}
         return name or "remake", sample_key, subject_key, options
+
+    def _footage_options(self, req: coordinator_pb2.RemakeRequest, tenant: str) -> dict:
+        """The options of a footage remake (docs/footage.md): each media item probed on a node; one that
+        is no usable picture (corrupt, audio only, ...) is left out with its reason, which the project
+        reports; when none is usable the request is refused before any project exists."""
+        o = req.options
+        text = [clean_label(t, 500) for t in o.text]
+        if len(text) > 200 or sum(map(len, text)) + len(o.script) > self.settings.max_text_chars:
+            raise LimitError(f"text lines and script hold at most {self.settings.max_text_chars} characters "
+                             "(200 lines)", hint="shorten the text")
+        out: dict = {"text": [t for t in text if t], "script": o.script[: self.settings.max_text_chars],
+                     "keep_media_audio": bool(o.keep_media_audio)}
+        if not req.media:
+            if req.music_upload_id or o.keep_media_audio:
+                raise InputError("--music and --keep-media-audio go with --media (the user's footage)")
+            return out
+        if len(req.media) > self.settings.max_media_items:
+            raise LimitError(f"{len(req.media)} media items; this farm takes at most {self.settings.max_media_items} "
+                             "per remake", hint="pick the clips and photos you want, or a smaller folder")
+        items, skipped, names = [], [], set()
+        for m in req.media:
+            label = clean_label(m.name, 255) or "media item"
+            key = self._upload_key(m.upload_id, "media", tenant)
+            try:
+                info = self._check(key, "media")
+            except LookalikeError as exc:
+                if isinstance(exc, LimitError):
+                    raise
+                skipped.append({"name": label, "reason": str(exc.message).replace(key, label)})
+                continue
+            meta = json.loads(self.store.get_bytes(key.rsplit("/", 1)[0] + "/meta.json"))
+            while label in names:  # two files of one name in different folders
+                label += "'"
+            names.add(label)
+            items.append({"key": key, "name": label, "sha256": meta["sha256"], "info": info})
+        if not items:
+            reasons = "; ".join(f"{s['name']}: {s['reason']}" for s in skipped[:10])
+            raise InputError(f"none of the {len(req.media)} media items is a usable clip or photo ({reasons})",
+                             hint="give video files (MP4, MOV, MKV, WebM) or photos (JPEG, PNG, WebP)")
+        out.update(media=items, media_skipped=skipped)
+        if req.music_upload_id:
+            music_key = self._upload_key(req.music_upload_id, "music", tenant)
+            info = self._check(music_key, "music")
+            meta = json.loads(self.store.get_bytes(music_key.rsplit("/", 1)[0] + "/meta.json"))
+            out.update(music_key=music_key, music_name=meta.get("filename") or "music", music_sha256=meta["sha256"],
+                       music_info=info)
+        return out
 
     def _check_size(self, info: dict, what: str) -> None:
         w, h = int(info.get("width") or 0), int(info.get("height") or 0)

@@ -116,17 +116,32 @@ def cmd_remake(args) -> int:
     _check_input_file(args.sample, "sample")
     if args.subject:
         _check_input_file(args.subject, "subject")
+    for path, what in ((args.music, "music"), (args.script, "script")):
+        if path:
+            _check_input_file(path, what)
     out = _check_out_dir(args.out)
     progress = Progress(args.quiet)
 
+    def skip(name: str, reason: str) -> None:
+        print(f"lookalike: warning: media {name} left out: {reason}", file=sys.stderr)
+
     def run(c):
         p = c.remake(args.sample, subject=args.subject, out=out, on_progress=progress, keep_audio=args.keep_audio,
+                     media=args.media or (), music=args.music, script=args.script, text=tuple(args.text or ()),
+                     keep_media_audio=args.keep_media_audio, on_skip=skip,
                      keep_video=args.keep_video, seed=args.seed, chunk_frames=args.chunk_frames,
                      priority=args.priority, require=tuple(r for r in args.require.split(",") if r),
                      target=args.target or 0.0, max_rounds=args.max_rounds,
                      formats=tuple(f for f in args.formats.split(",") if f), resolution=args.resolution,
                      aspect=args.aspect or "")
         sim = json.loads((out / "similarity.json").read_text())
+        plan = json.loads((out / "plan.json").read_text())
+        for item in plan.get("media_skipped") or []:
+            skip(item["name"], item["reason"])
+        if plan.get("media") and not args.quiet:
+            used = [s["source"] for s in plan["scenes"] if (s.get("source") or {}).get("kind") == "media"]
+            print(f"footage: {len(used)} of {len(plan['scenes'])} scenes cut from {len({u['media_id'] for u in used})} "
+                  f"of {len(plan['media'])} media items (`lookalike plan show {out}` lists them)", file=sys.stderr)
         if not args.quiet:
             print(f"done: {out / 'final.mp4'} (project {p.id}); similarity overall "
                   f"{sim.get('overall') if sim.get('overall') is None else round(sim['overall'], 1)}", file=sys.stderr)
@@ -262,10 +277,17 @@ def cmd_submit(args) -> int:
         raise InputError('a manifest is a JSON list of {"sample": PATH, "subject": PATH?, "name": ..., "out": DIR?}')
     base = manifest.parent
     for i in items:
-        for k in ("sample", "subject"):
+        for k in ("sample", "subject", "music", "script"):
             if i.get(k):
                 i[k] = str((base / i[k]).resolve()) if not os.path.isabs(i[k]) else i[k]
                 _check_input_file(i[k], k)
+        if "media" in i:
+            if not isinstance(i["media"], list) or not all(isinstance(m, str) for m in i["media"]):
+                raise InputError('"media" in a manifest is a list of paths (files or folders)')
+            i["media"] = [str((base / m).resolve()) if not os.path.isabs(m) else m for m in i["media"]]
+            for m in i["media"]:
+                if not os.path.exists(m):
+                    raise InputError(f"media {m}: no such file or folder", hint="check the manifest's paths")
     with _connect(args.cluster, args) as c:
         outs = [i.pop("out", None) for i in items]
         projects = c.submit_batch(items)
@@ -338,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("remake", help="remake a sample video")
     p.add_argument("sample")
     p.add_argument("--subject", help="an image of your subject (default: a synthesized stand-in)")
+    p.add_argument("--media", nargs="+", action="extend", metavar="DIR_OR_FILE",
+                   help="your clips and photos (files or folders, recursively): the remake is cut from them")
+    p.add_argument("--music", help="your music track for the remake (with --media)")
+    p.add_argument("--script", help="a text file: its lines are spoken where the sample has speech")
+    p.add_argument("--text", action="append", metavar="LINE",
+                   help="an on-screen text line, in order (repeat); drawn where the sample shows text")
+    p.add_argument("--keep-media-audio", action="store_true", help="mix the clips' own sound under the music")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--keep-audio", action="store_true", help="copy the sample's audio instead of new music")
     p.add_argument("--keep-video", action="store_true", help="copy the sample's pictures instead of new ones")

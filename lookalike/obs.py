@@ -27,7 +27,8 @@ NODE_SLOTS = Gauge("lookalike_node_slots", "Job slots a node offers", ["node"])
 NODE_BUSY = Gauge("lookalike_node_busy_slots", "Jobs a node is running now", ["node"])
 
 
-JOB_KINDS = ("analyze_range", "analyze_audio", "analyze_merge", "analyze_vision", "generate_scene", "render_range", "render_audio", "assemble",
+JOB_KINDS = ("analyze_range", "analyze_audio", "analyze_merge", "analyze_vision", "media_range", "media_merge",
+             "media_vision", "music_audio", "generate_scene", "render_range", "render_audio", "assemble",
              "score_range", "score_audio", "score_merge", "score")
 FRAME_STAGES = ("analyze", "render", "encode", "grade", "effects", "assemble")
 

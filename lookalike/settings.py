@@ -43,6 +43,8 @@ class Settings:
     # Limits the coordinator enforces on every tenant.
     max_side_px: int = 8192  # the longer side of a sample or subject
     max_pixels: int = 8192 * 4320  # width x height of a sample or subject
+    max_media_items: int = 200  # clips and photos of one footage remake
+    max_text_chars: int = 20_000  # --text lines and --script words together
     rate_per_s: float = 50.0  # API calls per second per tenant (token bucket); 0: no limit
     rate_burst: int = 200  # calls a tenant may make at once before the rate applies
     # Paid provider calls, per provider for the whole farm (the coordinator starts provider jobs within

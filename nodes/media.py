@@ -462,6 +462,41 @@ def validate_sample(info: MediaInfo) -> None:
         )
 
 
+def validate_media(info: MediaInfo) -> str:
+    """"video" or "photo" when `info` is one of the user's clips or photos a footage remake can use;
+    else an InputError that says why (no pictures, audio only, too large, a codec this build lacks).
+
+    A still image is a photo; a clip needs at least two frames. Frames are decoded by `check_decodes`."""
+    name = Path(info.path).name
+    if not info.has_video:
+        what = "an audio-only file" if info.has_audio else "not a video or photo"
+        raise InputError(f"{name} is {what}", hint="footage is video clips and photos; give music with --music")
+    if info.video_codec is None or not _has_decoder(info.video_codec):
+        raise InputError(f"{name} uses the video codec {info.video_codec or 'unknown'}, which this build cannot decode",
+                         hint="convert it to H.264 MP4 or VP9 WebM")
+    if info.n_frames == 0:
+        raise InputError(f"{name} has a video stream with no frames", hint="export the clip again")
+    if max(info.width, info.height) > MAX_SIDE_PX:
+        raise InputError(f"{name} is {info.width}x{info.height}; the limit is {MAX_SIDE_PX} px on either side",
+                         hint="scale it down (4K works)")
+    return "photo" if info.n_frames <= 1 or info.container in _IMAGE_FORMATS else "video"
+
+
+def check_decodes(info: MediaInfo) -> None:
+    """Decode the first, middle and last frame: a file whose header reads but whose pictures are broken
+    (a cut-off download, a damaged card) is found before any analysis job is spent on it."""
+    n = int(info.n_frames)
+    for i in sorted({0, n // 2, max(0, n - 1)}):
+        try:
+            got = next(iter_frames(info.path, i, i + 1, size=(64, 64)), None)
+        except InputError as exc:
+            raise InputError(f"{Path(info.path).name} is damaged: frame {i} does not decode ({exc.message})",
+                             hint="export or copy the clip again") from None
+        if got is None:
+            raise InputError(f"{Path(info.path).name} is damaged: frame {i} of {n} is missing",
+                             hint="export or copy the clip again")
+
+
 # --------------------------------------------------------------------------------------------------
 # Decoding
 

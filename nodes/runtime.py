@@ -143,11 +143,17 @@ class NodeRuntime:
         if check == "subject":
             from lookalike.nodes import generate
 
-            rgba = generate.load_subject(path)
+            rgba = generate.load_subject(path, cut=False)
             return {"width": int(rgba.shape[1]), "height": int(rgba.shape[0]), "kind": "image"}
         info = media.probe(path)
         if check == "sample":
             media.validate_sample(info)
+        if check == "media":
+            kind = media.validate_media(info)
+            media.check_decodes(info)
+            return dict(media_info_dict(info), kind=kind)
+        if check == "music" and not info.has_audio:
+            raise InputError(f"{Path(path).name} has no sound to use as music", hint="give an audio file (M4A, MP3, WAV, OGG)")
         return media_info_dict(info)
 
     def analyze_range(self, sample_key: str, start: int, end: int) -> dict:
@@ -240,7 +246,26 @@ class NodeRuntime:
         """What draws the scene's frames (`.frame(i)`): its stored provider clip, or the compositor."""
         if scene.get("clip_key"):
             return _ClipSource(self._clip(scene, fmt))
+        if (scene.get("source") or {}).get("kind") == "media":
+            return self._footage(scene, fmt)
         return self._renderer(scene, fmt, subject_key, seed, subject_seed)
+
+    def _footage(self, scene: dict, fmt: Format):
+        """The user's clip or photo a footage scene is cut from, conformed to it (cached per scene: the
+        colour match is measured once)."""
+        from lookalike.nodes.footage import FootageSource
+
+        key = ("footage", json.dumps(scene, sort_keys=True), fmt.width, fmt.height)
+        with self._lock:
+            f = self._renderers.get(key)
+        if f is None:
+            f = FootageSource(self.local(scene["source"]["key"]), scene, fmt.width, fmt.height, fps=float(fmt.fps),
+                              xp=self.xp)
+            with self._lock:
+                if len(self._renderers) > 8:
+                    self._renderers.clear()
+                self._renderers[key] = f
+        return f
 
     def _clip(self, scene: dict, fmt: Format):
         """The stored provider clip of a scene, conformed to it (cached: the grade is solved once)."""
@@ -307,7 +332,7 @@ class NodeRuntime:
             frames: Iterable[np.ndarray] = (
                 f for _, _, f in media.iter_frames(self.local(sample_key), start, end, size=(fmt.width, fmt.height))
             )
-        elif scene.get("provider", "local") != "local" and not scene.get("clip_key"):
+        elif scene.get("provider", "local") not in ("local", "media") and not scene.get("clip_key"):
             from lookalike.nodes import providers
 
             hub = providers.hub_for(self.provider_settings or providers.ProviderSettings())
@@ -324,6 +349,12 @@ class NodeRuntime:
             if _crosses(scene, prev_scene, next_scene, start, end):
                 frames = self._with_transitions(list(frames), scene, prev_scene, next_scene, start, end, fmt,
                                                 subject_key, subject_seed)
+        if scene.get("overlays"):
+            from lookalike.nodes import overlay
+
+            # An overlay lasts its whole scene unless it says otherwise, so edits that retime the scene keep it.
+            shown = [{"start_frame": scene["start_frame"], "end_frame": scene["end_frame"], **o} for o in scene["overlays"]]
+            frames = (overlay.draw_overlays(f, shown, start + k) for k, f in enumerate(frames))
         return self.encode(frames, fmt, output_key, expected=end - start, t0=t0, stage="render",
                            should_stop=should_stop)
 
@@ -439,7 +470,12 @@ class NodeRuntime:
         """The whole timeline's audio, rendered once: a music bed from the plan's music provider (local
         synthesis unless the plan or this node's settings choose another; fallback in the configured
         order) at the sample's tempo, key and loudness, with the plan's voice lines and sound effects
-        mixed over it (or, behind keep_audio, the sample's own track)."""
+        mixed over it (or, behind keep_audio, the sample's own track).
+
+        A footage plan with a music track (`plan["music"]["track"]`) plays that track instead of a
+        generated bed, fitted to the timeline and levelled to the same loudness (`_user_music`); with
+        `keep_media_audio` the footage scenes' own sound goes under the music, whichever it is
+        (`_clip_sound`, `_under_music`). Voice lines and effects mix over either as before."""
         import pyloudnorm
         from lookalike.nodes import media, providers
 
@@ -456,21 +492,28 @@ class NodeRuntime:
             m = plan.get("music") or {}
             target = m.get("lufs") if m.get("lufs") is not None else audio.get("lufs")
             target = -16.0 if target is None or not np.isfinite(target) else float(np.clip(target, -40.0, -6.0))
-            sections = [s["start_s"] for s in plan.get("scenes", [])[1:] if s.get("start_s") is not None]
-            hub = providers.hub_for(self.provider_settings or providers.ProviderSettings())
-            request = providers.MusicRequest(
-                duration_s=float(duration_s),
-                out_dir=Path(tempfile.mkdtemp(dir=self.cache_dir)),
-                tempo_bpm=m.get("tempo_bpm") or audio.get("tempo_bpm") or 120.0,
-                key=m.get("key") or audio.get("key"),
-                section_starts_s=tuple(float(t) for t in sections),
-                prompt=str(m.get("prompt") or ""),
-                seed=seed,
-                target_lufs=target,
-                model=str(m.get("model") or ""),
-            )
-            samples, record, conform = providers.music_track(hub, request, rate=rate, provider=m.get("provider"))
-            music_done = {**record.to_dict(), "conform": conform}
+            track = m.get("track") or {}
+            if track.get("key"):
+                # A footage remake with --music: the user's track, not a generated bed (docs/footage.md).
+                samples, music_done = _user_music(self.local(track["key"]), track, float(duration_s), rate, target)
+            else:
+                sections = [s["start_s"] for s in plan.get("scenes", [])[1:] if s.get("start_s") is not None]
+                hub = providers.hub_for(self.provider_settings or providers.ProviderSettings())
+                request = providers.MusicRequest(
+                    duration_s=float(duration_s),
+                    out_dir=Path(tempfile.mkdtemp(dir=self.cache_dir)),
+                    tempo_bpm=m.get("tempo_bpm") or audio.get("tempo_bpm") or 120.0,
+                    key=m.get("key") or audio.get("key"),
+                    section_starts_s=tuple(float(t) for t in sections),
+                    prompt=str(m.get("prompt") or ""),
+                    seed=seed,
+                    target_lufs=target,
+                    model=str(m.get("model") or ""),
+                )
+                samples, record, conform = providers.music_track(hub, request, rate=rate, provider=m.get("provider"))
+                music_done = {**record.to_dict(), "conform": conform}
+            if m.get("keep_media_audio"):
+                samples = _under_music(samples, _clip_sound(self.local, plan, samples.shape[-1], rate), rate, target)
             lines, events = _voice_and_sfx(plan)
             if lines or events:
                 samples = self._mix(samples, lines, events, duration_s, rate, target, seed)
@@ -646,3 +689,166 @@ class _ClipSource:
             end = min(self.clip.end, i + self.WINDOW)
             self._cache = dict(zip(range(i, end), self.clip.frames(i, end), strict=True))
         return self._cache[i]
+
+
+# -- the footage remake's sound (docs/footage.md, "Text, music, voice") ------------------------------
+
+CLIP_UNDER_MUSIC_DB = -12.0
+"""Where the clips' own sound sits (keep_media_audio), in LU relative to the music: the room, the
+crowd and the voices are heard, the track stays in front."""
+CLIP_CROSSFADE_S = 0.04
+"""Equal-power crossfade of one scene's clip sound into the next, centred on the cut: long enough to
+take the click out of a cut mid-waveform, short enough that the cut still sounds like a cut."""
+_SILENT_DBFS = -60.0  # a clip's sound (RMS) under this is silence: nothing worth mixing
+_BEATS_PER_BAR = 4
+_LOOP_CROSSFADE_S = 0.25  # nodes.music.fit_length's default: the seam of a looped track
+
+
+def _user_music(path: str, track: dict, duration_s: float, rate: int, target: float) -> tuple[np.ndarray, dict]:
+    """The user's track fitted to the timeline: float32 (2, round(duration_s * rate)) at `target` LUFS,
+    and what was done to it (render_audio's `music`).
+
+    The track keeps its own tempo: the plan's boundaries were moved onto its beats instead
+    (coordinator.beats). Fitting reuses what conforms a provider's music (nodes.music.fit_length):
+    a longer track is cut with a 50 ms fade-out; a shorter one is looped whole bars at a time (whole
+    beats when it holds less than a bar), each seam crossfaded, so the pulse runs on across it. Then
+    it is mastered as the generated music is (nodes.mix.master: loudness, true peak <= -1 dBTP).
+    """
+    from lookalike.nodes import media, mix, music
+    from lookalike.nodes.providers.audio import measure_tempo
+
+    name = track.get("name") or track["key"]
+    got = media.read_audio(path, rate=rate, mono=False)
+    x = None if got is None else np.asarray(got[0], dtype=np.float64)
+    if x is None or x.shape[-1] == 0 or not np.isfinite(x).all() or not np.abs(x).max() > 0.0:
+        raise InputError(f"the music track {name!r} has no sound to play",
+                         hint="give --music a file with an audio track that is not silent")
+    if x.shape[0] != 2:  # mono centred; anything wider folded down
+        x = np.vstack([x.mean(axis=0)] * 2)
+    n = int(round(duration_s * rate))
+    done: dict = {"from_s": round(x.shape[-1] / rate, 3)}
+    bpm = _track_tempo(track) or measure_tempo(x, rate)
+    period = None
+    if bpm:
+        beat = 60.0 / bpm
+        room = x.shape[-1] / rate - _LOOP_CROSSFADE_S
+        period = beat * _BEATS_PER_BAR if room >= beat * _BEATS_PER_BAR else beat
+        done["tempo_bpm"] = round(bpm, 2)
+    if x.shape[-1] > n:
+        done["fit"] = "cut"
+    elif x.shape[-1] < n:
+        done.update(fit="loop", loop_period_s=round(period, 4) if period else None)
+    x = music.fit_length(x, n, rate, period_s=period, crossfade_s=_LOOP_CROSSFADE_S)
+    x = mix.master(x, rate, target_lufs=target)
+    done["mastered"] = True
+    return x, {"provider": "user", "kind": "music", "track": name, "media_id": track.get("media_id"),
+               "conform": done}
+
+
+def _track_tempo(track: dict) -> float | None:
+    """The track's tempo (BPM) as the plan has it: its `tempo_bpm`, else from its beats; None: unknown."""
+    bpm = track.get("tempo_bpm")
+    if bpm and np.isfinite(bpm) and bpm > 0:
+        return float(bpm)
+    beats = np.asarray(track.get("beats_s") or [], dtype=np.float64)
+    if len(beats) >= 4:
+        gap = float(np.median(np.diff(beats)))
+        return 60.0 / gap if gap > 0 else None
+    return None
+
+
+def _clip_sound(local, plan: dict, n: int, rate: int) -> np.ndarray | None:
+    """The footage scenes' own sound on the timeline: (2, n) float64, or None where none has any.
+
+    Scene k of a media source hears its item from `in_frame / fps` for `n_frames / F * speed` seconds
+    (F the output rate), resampled onto the scene's length when speed is not 1 (a slowed clip sounds
+    slowed); nothing past `out_frame` (what `extend` fills is a held or replayed picture). Photos,
+    generated scenes, items without sound and silent stretches contribute nothing. Each scene's
+    sound reaches CLIP_CROSSFADE_S / 2 across its cuts and crossfades there with its neighbour's.
+    """
+    from lookalike.nodes import media
+
+    fmt = plan.get("format") or {}
+    fps_num, fps_den = fmt.get("fps_num"), fmt.get("fps_den")
+    out_fps = fps_num / fps_den if fps_num and fps_den else float(fmt.get("fps") or 24.0)
+    h = int(round(CLIP_CROSSFADE_S / 2 * rate))
+    ramp = np.sin(np.linspace(0.0, 0.5 * np.pi, 2 * h)) if h else np.ones(0)
+    out = np.zeros((2, n))
+    heard = False
+    items: dict[str, np.ndarray | None] = {}
+    for s in plan.get("scenes") or []:
+        src = s.get("source") or {}
+        if src.get("kind") != "media" or src.get("photo") or not src.get("key"):
+            continue
+        key = src["key"]
+        if key not in items:
+            got = media.read_audio(local(key), rate=rate, mono=False)
+            items[key] = None if got is None else _audible(got[0])
+        item = items[key]
+        if item is None:
+            continue
+        fps = float(src.get("fps") or out_fps)
+        speed = float(src.get("speed") or 1.0)
+        in_frame = int(src.get("in_frame") or 0)
+        n_frames = int(s.get("n_frames") or int(s["end_frame"]) - int(s["start_frame"]))
+        length = int(round(n_frames / out_fps * rate)) + 2 * h
+        stop_s = int(src["out_frame"]) / fps if int(src.get("out_frame") or 0) > in_frame else None
+        piece = _item_window(item, rate, in_frame / fps - h / rate * speed, length, speed, stop_s)
+        if piece is None:
+            continue
+        if h:
+            piece[:, : 2 * h] *= ramp
+            piece[:, -2 * h :] *= ramp[::-1]
+        at = int(round(int(s["start_frame"]) / out_fps * rate)) - h
+        a, b = max(at, 0), min(at + length, n)
+        if b > a:
+            out[:, a:b] += piece[:, a - at : b - at]
+            heard = True
+    return out if heard else None
+
+
+def _audible(x: np.ndarray) -> np.ndarray | None:
+    """A clip's decoded sound as stereo float64, or None when it is empty or silent throughout."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.shape[-1] == 0 or not np.isfinite(a).all():
+        return None
+    if a.shape[0] != 2:
+        a = np.vstack([a.mean(axis=0)] * 2)
+    rms = float(np.sqrt(np.mean(a**2)))
+    return a if rms > 10 ** (_SILENT_DBFS / 20) else None
+
+
+def _item_window(item: np.ndarray, rate: int, from_s: float, length: int, speed: float,
+                 stop_s: float | None) -> np.ndarray | None:
+    """`length` samples of the timeline hearing `item` from `from_s` (item seconds) at `speed`, silence
+    where the item has none (before its start, past its end or `stop_s`); None when all silent."""
+    from scipy import signal
+
+    span = max(1, int(round(length * speed)))
+    first = int(round(from_s * rate))
+    end = item.shape[-1] if stop_s is None else min(item.shape[-1], int(round(stop_s * rate)))
+    seg = np.zeros((2, span))
+    a, b = max(first, 0), min(first + span, end)
+    if b <= a:
+        return None
+    seg[:, a - first : b - first] = item[:, a:b]
+    if float(np.sqrt(np.mean(seg[:, a - first : b - first] ** 2))) <= 10 ** (_SILENT_DBFS / 20):
+        return None
+    if span != length:
+        ratio = Fraction(length, span).limit_denominator(512)
+        seg = signal.resample_poly(seg, ratio.numerator, ratio.denominator, axis=-1)
+    if seg.shape[-1] < length:
+        seg = np.pad(seg, ((0, 0), (0, length - seg.shape[-1])))
+    return seg[:, :length]
+
+
+def _under_music(music_bed: np.ndarray, clips: np.ndarray | None, rate: int, target: float) -> np.ndarray:
+    """The music with the clips' sound under it: the clips levelled as one to CLIP_UNDER_MUSIC_DB
+    below the music's target (so they keep their loudness relative to each other), the sum mastered
+    to the target again. No clip sound: the music unchanged."""
+    from lookalike.nodes import mix
+
+    if clips is None:
+        return music_bed
+    under = mix.master(clips, rate, target_lufs=target + CLIP_UNDER_MUSIC_DB)
+    return mix.master(np.asarray(music_bed, dtype=np.float64) + under, rate, target_lufs=target)
