@@ -59,6 +59,32 @@ FLASH_REVERT = 0.4
 # it): the classic detector's own shortest shot (`features.adaptive_cuts` min_scene_len).
 LEARNED_MIN_GAP = 8
 
+# A scene's `usable` ranges leave out black, frozen and badly blurred frames (docs/footage.md).
+# Black: mean luma (gamma-encoded, 0-1) under 4% (10 of 255), darker than any night shot keeps.
+BLACK_LUMA = 0.04
+# Frozen: a run of at least FROZEN_MIN_RUN frames that each repeat their predecessor (change score,
+# the mean HSV difference at SHOT_LONG_SIDE that the thumbnail and histogram are made from, under
+# FROZEN_SCORE; an encoder's repeated frame scores 0 to 0.01), in a shot that visibly changes (90th
+# percentile score at least FROZEN_MOVING; every moving clip of the footage set reaches 1.2). A
+# freeze is motion that stalls: in a still shot (a tripod on a still scene) a held frame looks like
+# the scene itself, and there the score is grain alone, 0.3-0.5 at 320x180, falling under 0.01 as
+# the encoder stops coding the grain of a static picture, so a still shot is never frozen. Single
+# repeats (pulldown, a dropped frame: the footage's dashcam and selfie clips hold one or two) are not
+# a freeze.
+FROZEN_SCORE = 0.05
+FROZEN_MOVING = 1.0
+FROZEN_MIN_RUN = 3
+# Badly blurred: sharpness (RMS Laplacian at analysis size) under a third of the median of the
+# shot's non-black frames, or under BLUR_FLOOR whatever the shot. Measured on the footage set: a
+# whip pan in the selfie clip falls to 0.15-0.33 of its shot's median, the runners' pan blur to
+# 0.25-0.35; a hiker walking past the lens, soft but readable, 0.36-0.45 (kept); no real frame
+# outside a whip pan is under 0.011, a black frame is 0.001.
+BLUR_RATIO = 1 / 3
+BLUR_FLOOR = 0.008
+# Usable stretches shorter than this are dropped (a shot this short or shorter is kept whole when
+# none of its frames is bad: a photo is one frame).
+MIN_USABLE_FRAMES = 6
+
 Progress = Callable[[int, int], None]
 
 
@@ -600,6 +626,10 @@ def merge_ranges(
                 "people_share": 0.0,
                 "text": [],
                 "mood": {},
+                "usable": usable_ranges(fr, s),
+                # From the key frame's faces and saliency: nodes.vision fills them; null until then.
+                "scale": None,
+                "salient": None,
             }
         )
     audio = dict(audio_doc)
@@ -622,6 +652,39 @@ def merge_ranges(
         "pacing": pacing,
         "shot_detector": _shot_detector(learned, learned_note, learned_cuts),
     }
+
+
+def _bad_frames(frames: list[dict[str, Any]]) -> np.ndarray:
+    """Per frame of one shot, whether it is black, frozen or badly blurred (see BLACK_LUMA)."""
+    luma = np.array([f["luma_mean"] for f in frames])
+    sharp = np.array([f["sharpness"] for f in frames])
+    black = luma < BLACK_LUMA
+    lit = sharp[~black]
+    median = float(np.median(lit)) if len(lit) else 0.0
+    blurred = (sharp < BLUR_RATIO * median) | (sharp < BLUR_FLOOR)
+    # The shot's first frame is compared with the previous shot's last: never a repeat.
+    score = np.array([np.inf] + [f["score"] if f["score"] is not None else np.inf for f in frames[1:]])
+    moving = len(frames) > 1 and float(np.percentile(score[1:], 90)) >= FROZEN_MOVING
+    frozen = np.zeros(len(frames), dtype=bool)
+    for a, b in _runs(score < FROZEN_SCORE) if moving else []:
+        if b - a >= FROZEN_MIN_RUN:
+            frozen[a:b] = True
+    return black | frozen | blurred
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[a, b) of every run of True in `mask`."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist(), strict=True))
+
+
+def usable_ranges(frames: list[dict[str, Any]], start: int) -> list[list[int]]:
+    """[[a, b), ...] absolute frame ranges of the shot whose `frames` begin at frame `start`, with
+    no black, frozen or badly blurred frame; stretches under MIN_USABLE_FRAMES are dropped unless
+    they are the whole shot. Uses only the shot's own frames, so any range split gives the same."""
+    good = ~_bad_frames(frames)
+    keep = min(MIN_USABLE_FRAMES, len(frames))
+    return [[start + a, start + b] for a, b in _runs(good) if b - a >= keep]
 
 
 def _shot_detector(learned: ShotModel | None, note: str | None, added: list[int]) -> dict[str, Any]:

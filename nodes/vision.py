@@ -11,7 +11,8 @@ Every model ships inside its package, so nothing is fetched at run time:
   OpenCV 4.x; OpenCV 5 dropped it and the Haar cascades, hence the `<5` pin in pyproject.toml) for
   whole standing bodies, plus one person per face that no body holds (close and medium shots show
   no whole body).
-- text: RapidOCR (`rapidocr_onnxruntime`, ONNX detection and recognition models inside the wheel).
+- text: RapidOCR (`rapidocr_onnxruntime`, ONNX detection and recognition models inside the wheel);
+  each line's `colour` is measured in its box of the key frame (`overlay.text_colour`).
   Its wheel declares opencv-python, which would shadow opencv-python-headless: install it with
   `pip install --no-deps rapidocr_onnxruntime` (its other dependencies are ordinary).
 - caption: `AnthropicCaptioner` (Messages API) or `OpenAICaptioner` (Chat Completions API), plain
@@ -34,7 +35,8 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
-from lookalike.nodes import media
+from lookalike.nodes import media, overlay
+from lookalike.nodes.formats import subject_centre
 
 from lookalike.errors import InputError, ProviderError
 
@@ -50,6 +52,16 @@ PEOPLE_MIN_SCORE = 1.2
 # A face box (brow to chin) is about a seventh of a standing body's height and a third of its width.
 BODY_FACE_HEIGHTS = 7.0
 BODY_FACE_WIDTHS = 3.0
+# Shot scale from the largest face's height (box height / frame height), after the usual film
+# sizes counted in face heights: a close-up (head and shoulders, or tighter) frames at most about
+# three face heights; a medium shot (waist or knees up) is too short for a whole body, under
+# BODY_FACE_HEIGHTS face heights; a wide shot holds whole bodies (a face at most a seventh of the
+# frame), or no face at all (a landscape, a crowd far off, or bodies with no frontal face).
+CLOSE_FACE_HEIGHT = 1 / 3
+MEDIUM_FACE_HEIGHT = 1 / BODY_FACE_HEIGHTS
+# How far the largest face pulls the salient centre from the saliency centroid toward itself: the
+# face weighs three times the rest of the picture (reframing on a person keeps the face in view).
+FACE_PULL = 0.75
 CAPTION_PROMPT = (
     "Describe this video frame in one sentence for a film editor: subject, setting, shot size, "
     "lighting and mood. No preamble."
@@ -229,6 +241,37 @@ def people_share(people: list[dict[str, Any]], grid: int = 200) -> float:
             int(round(x * grid)) : int(round((x + w) * grid)),
         ] = True
     return round(float(mask.mean()), 4)
+
+
+def shot_scale(faces: list[dict[str, Any]]) -> str:
+    """The shot scale, "close", "medium" or "wide", from the largest face's height (CLOSE_FACE_HEIGHT,
+    MEDIUM_FACE_HEIGHT).
+
+    The people's share adds nothing the faces do not say: a person found by a face is a box
+    implied by that face, and one found without a face is a whole standing body (all the HOG
+    detector finds), so a frame of bodies, like a frame with nobody, is wide.
+    """
+    tallest = max((f["box"][3] for f in faces), default=0.0)
+    if tallest >= CLOSE_FACE_HEIGHT:
+        return "close"
+    if tallest >= MEDIUM_FACE_HEIGHT:
+        return "medium"
+    return "wide"
+
+
+def salient_point(rgb: np.ndarray, faces: list[dict[str, Any]]) -> list[float] | None:
+    """[cx, cy] (frame fractions) of what stands out in `rgb`: the frequency-tuned saliency centre
+    (`formats.subject_centre`) pulled FACE_PULL of the way toward the largest face's centre; the
+    face's centre alone when nothing else stands out; None with neither."""
+    centre = subject_centre(rgb)
+    if faces:
+        x, y, w, h = max(faces, key=lambda f: f["box"][2] * f["box"][3])["box"]
+        face = (x + w / 2, y + h / 2)
+        if centre is None:
+            centre = face
+        else:
+            centre = tuple(FACE_PULL * f + (1 - FACE_PULL) * c for f, c in zip(face, centre, strict=True))
+    return None if centre is None else [round(float(v), 4) for v in centre]
 
 
 # --- on-screen text -------------------------------------------------------------------------------
@@ -411,13 +454,14 @@ def analyze_vision(
     captioner: Captioner | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Fill each scene's `faces`, `people`, `people_count`, `people_share`, `text` (and `caption`
-    with a captioner) from its key frame.
+    """Fill each scene's `faces`, `people`, `people_count`, `people_share`, `text`, `salient`,
+    `scale` (and `caption` with a captioner) from its key frame.
 
     Returns the same document, changed in place, with `vision` saying per part what ran ("<model>")
     or why not ("unavailable: ..." / "off"). People come from bodies and, where faces ran, from faces
     no body holds. A captioner's ProviderError is recorded in that scene's `caption_error` and the
-    other scenes go on.
+    other scenes go on. `salient` is always filled (`salient_point`); `scale` only where faces
+    ran (`shot_scale`; it stays null otherwise: with no face detector a close-up reads as wide).
     """
     status: dict[str, str] = {"faces": "off", "people": "off", "text": "off", "caption": "off"}
     face_det = body_det = reader = None
@@ -452,8 +496,13 @@ def analyze_vision(
         if body_det is not None:
             found = people_in_frame(body_det.detect(rgb), sc["faces"] if face_det is not None else [])
             sc["people"], sc["people_count"], sc["people_share"] = found, len(found), people_share(found)
+        found_faces = sc["faces"] if face_det is not None else []
+        sc["salient"] = salient_point(rgb, found_faces)
+        sc["scale"] = shot_scale(found_faces) if face_det is not None else None
         if reader is not None:
             sc["text"] = reader.read(rgb)
+            for line in sc["text"]:
+                line["colour"] = overlay.text_colour(rgb, line["box"])
         if captioner is not None:
             try:
                 sc["caption"] = captioner.caption(jpeg_bytes(rgb))
