@@ -64,8 +64,9 @@ LEARNED_MIN_GAP = 8
 BLACK_LUMA = 0.04
 # Frozen: a run of at least FROZEN_MIN_RUN frames that each repeat their predecessor (change score,
 # the mean HSV difference at SHOT_LONG_SIDE that the thumbnail and histogram are made from, under
-# FROZEN_SCORE; an encoder's repeated frame scores 0 to 0.01), in a shot that visibly changes (90th
-# percentile score at least FROZEN_MOVING; every moving clip of the footage set reaches 1.2). A
+# FROZEN_SCORE; an encoder's repeated frame scores 0 to 0.01), in a shot that visibly changes (75th
+# percentile score at least FROZEN_MOVING; the footage set's moving clips reach 1.06-13, its talking
+# black-and-white film 0.92, and an encoder settling on a still picture lifts only its first frames). A
 # freeze is motion that stalls: in a still shot (a tripod on a still scene) a held frame looks like
 # the scene itself, and there the score is grain alone, 0.3-0.5 at 320x180, falling under 0.01 as
 # the encoder stops coding the grain of a static picture, so a still shot is never frozen. Single
@@ -664,7 +665,7 @@ def _bad_frames(frames: list[dict[str, Any]]) -> np.ndarray:
     blurred = (sharp < BLUR_RATIO * median) | (sharp < BLUR_FLOOR)
     # The shot's first frame is compared with the previous shot's last: never a repeat.
     score = np.array([np.inf] + [f["score"] if f["score"] is not None else np.inf for f in frames[1:]])
-    moving = len(frames) > 1 and float(np.percentile(score[1:], 90)) >= FROZEN_MOVING
+    moving = len(frames) > 1 and float(np.percentile(score[1:], 75)) >= FROZEN_MOVING
     frozen = np.zeros(len(frames), dtype=bool)
     for a, b in _runs(score < FROZEN_SCORE) if moving else []:
         if b - a >= FROZEN_MIN_RUN:
