@@ -216,11 +216,25 @@ class Client:
         the remake is cut from them (docs/footage.md). `music`: the user's track; `script`: a text file
         whose lines become the voice-over; `text`: on-screen lines in order. `on_skip(name, reason)`
         hears of every file left out before upload (the coordinator reports the ones it refuses)."""
-        return Project._of(self._call(self._stub.Remake, self._request(
+        skipped: list = []
+
+        def heard(name: str, reason: str) -> None:
+            skipped.append(f"{name}: {reason}")
+            if on_skip is not None:
+                on_skip(name, reason)
+
+        request = self._request(
             sample, subject=subject, name=name, keep_audio=keep_audio, keep_video=keep_video, seed=seed,
             chunk_frames=chunk_frames, priority=priority, require=require, target=target, max_rounds=max_rounds,
             formats=formats, resolution=resolution, aspect=aspect, media=media, music=music, script=script,
-            text=text, keep_media_audio=keep_media_audio, on_skip=on_skip)))
+            text=text, keep_media_audio=keep_media_audio, on_skip=heard)
+        try:
+            return Project._of(self._call(self._stub.Remake, request))
+        except InputError as exc:
+            if skipped and request.media:  # the whole story: what the coordinator refused and what never left here
+                exc.message = f"{exc.message}; also left out before upload: {'; '.join(skipped[:10])}"
+                exc.args = (exc.message,)
+            raise
 
     def _request(self, sample, *, subject=None, name=None, keep_audio=False, keep_video=False, seed=0,
                  chunk_frames=0, priority=0, require=(), target=0.0, max_rounds=0, formats=(), resolution="",
