@@ -4,9 +4,9 @@ The page is self-contained (inline PNG thumbnails and SVG plots, inline CSS, no 
 so it opens offline from the output folder. Everything it draws comes from the documents:
 similarity.json (scores, raw figures, suggestions, and its "figures": thumbnails, palettes, motion
 curves, cuts, beats, loudness curves, made by the score node) and analysis.json. For a footage plan
-(docs/footage.md) each scene shows sample | chosen source | output: the source as text (the item,
-its range, speed, move, mirror, the matcher's cost terms, why and runner-ups), since no document
-carries a picture of the user's items.
+(docs/footage.md) each scene shows sample | chosen source | output: the user's frame the scene
+starts from (the score node's "source" thumbnail) and the source as text (the item, its range,
+speed, move, mirror, the matcher's cost terms, why and runner-ups).
 """
 
 from __future__ import annotations
@@ -146,8 +146,7 @@ def _range(c: dict) -> str:
 
 def _source_panel(src: dict, i: int) -> str:
     """Why the scene shows what it shows: the chosen item, its range and treatment, the matcher's
-    cost terms and reasons, and the runner-ups. Text only: neither the plan nor similarity.json
-    carries a picture of the user's items (similarity's thumbnails are the sample's and the output's)."""
+    cost terms and reasons, and the runner-ups (its picture is the "source" thumbnail beside it)."""
     if src.get("kind") != "media":
         return (
             f'<div class="source generated" id="source-{i}"><div class="lbl">source</div>'
@@ -212,6 +211,7 @@ def _scene_block(sc: dict, fig: dict | None, analysis_scene: dict | None, plan_s
         # sample | chosen source | output
         strip = (
             (keyframes("sample") or '<p class="empty">No sample keyframe.</p>')
+            + keyframes("source")
             + middle
             + (keyframes("output") or '<p class="empty">No output keyframe.</p>')
         )

@@ -611,8 +611,11 @@ class NodeRuntime:
         again here; the document is the same either way."""
         from lookalike.nodes import score
 
+        # The user's frame each footage scene starts from, for the report's sample | source | output.
+        sources = {int(s["index"]): (self.local(s["source"]["key"]), int(s["source"].get("in_frame") or 0))
+                   for s in (plan or {}).get("scenes", []) if (s.get("source") or {}).get("kind") == "media"}
         return score.score(self.local(sample_key), self.local(output_key), analysis_doc, plan,
-                           output_analysis=output_analysis, config=self.score_config)
+                           output_analysis=output_analysis, config=self.score_config, sources=sources)
 
 
 def _crosses(scene: dict, prev_scene: dict | None, next_scene: dict | None, start: int, end: int) -> bool:

@@ -796,8 +796,12 @@ def score(
     config: ScoreConfig | None = None,
     lpips_weights: str | None = None,
     fid_weights: str | None = None,
+    sources: dict[int, tuple[str, int]] | None = None,
 ) -> dict:
     """similarity.json for `output_path` against `sample_path` (with figures for the report).
+
+    `sources`: for a footage remake, {scene index: (local path of the user's item, frame)}: that
+    frame becomes the scene's "source" thumbnail beside the sample's and the output's.
 
     Analyzes the output unless `output_analysis` is given (a farm merges it from frame-range jobs
     with nodes.analysis.merge_ranges, which gives the same document as `analyze`), and the sample
@@ -855,6 +859,12 @@ def score(
                 "sample": [_png_data_uri(_thumb(pick_a[mid]))],
                 "output": [_png_data_uri(_thumb(pick_b[mid]))],
             }
+    for k, (path, frame) in (sources or {}).items() if cfg.thumbnails else ():
+        from lookalike.nodes import media
+
+        got = next(media.iter_frames(path, frame, frame + 1), None)
+        if got is not None and k in thumbs:
+            thumbs[k]["source"] = [_png_data_uri(_thumb(got[2]))]
 
     missing: list[str] = []
     lpips, why = score_nets.load_lpips(cfg.lpips_weights, cfg.lpips_backbone)

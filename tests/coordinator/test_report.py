@@ -128,7 +128,8 @@ def _footage_docs():
         "overall": 70.0,
         "scenes": [{"index": i, "overall": 70.0, "aligned": {"start_frame": 0, "end_frame": 100, "by": "cuts"}}
                    for i in range(3)],
-        "figures": {"scenes": [{"index": i, "thumbs": {"sample": [png], "output": [png]}} for i in range(3)]},
+        "figures": {"scenes": [{"index": i, "thumbs": {"sample": [png], "output": [png], "source": [png]}}
+                               for i in range(3)]},
     }
     return plan, sim
 
@@ -142,7 +143,8 @@ def test_report_shows_sample_chosen_source_output_and_why_it_won():
     assert [a["id"] for a in panels] == ["source-0", "source-1", "source-2"]
     first = page[page.index('id="scene-0"') : page.index('id="scene-1"')]
     # sample | chosen source | output, in that order.
-    assert first.index('class="kf sample"') < first.index('id="source-0"') < first.index('class="kf output"')
+    assert (first.index('class="kf sample"') < first.index('class="kf source"') < first.index('id="source-0"')
+            < first.index('class="kf output"'))
     assert "clips/beach.mp4" in first and "frames 120–220 (shot 0)" in first and "speed ×0.8" in first
     assert "mirrored" in first and "move none" in first and "focus (0.50, 0.45)" in first
     assert "camera pan_right like the sample&#x27;s" in first  # the matcher's why

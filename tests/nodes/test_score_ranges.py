@@ -82,3 +82,26 @@ def test_an_analysis_of_another_video_is_refused(pair):
     sample, output, sample_doc, _ = pair
     with pytest.raises(InputError, match="covers 116 frames"):
         score(str(sample), str(output), sample_doc, None, output_analysis=sample_doc)
+
+
+def test_footage_scenes_get_the_users_frame_as_a_source_thumbnail(pair):
+    """report.html's sample | source | output: the source picture is the item's frame at the in-point."""
+    from lookalike.nodes import media
+
+    sample, output, sample_doc, whole = pair
+    doc = score(str(sample), str(output), sample_doc, None, config=ScoreConfig(), sources={0: (str(output), 5)})
+    thumbs = doc["figures"]["scenes"][0]["thumbs"]
+    assert thumbs["source"][0].startswith("data:image/png;base64,")
+    assert "source" not in doc["figures"]["scenes"][1]["thumbs"]
+    # The picture really is that frame: decoded, it matches frame 5 of the item scaled like the others.
+    import base64
+
+    import cv2
+
+    png = base64.b64decode(thumbs["source"][0].split(",", 1)[1])
+    got = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    frame = next(media.iter_frames(str(output), 5, 6))[2]
+    want = cv2.resize(frame, (got.shape[1], got.shape[0]), interpolation=cv2.INTER_AREA)
+    assert float(np.abs(got.astype(int) - want.astype(int)).mean()) < 2.0
+    without = lambda d: {k: v for k, v in d.items() if k != "figures"}  # noqa: E731
+    assert without(doc) == without(whole)  # the figures are the only difference
