@@ -30,7 +30,9 @@ EXTRA_FORMATS = {"webm": "final.webm", "webm:vp9": "final.webm", "webm:av1": "fi
 
 
 def output_names(options: dict) -> list[str]:
-    """The files a finished project offers for download."""
+    """The files a finished project offers for download (an `analysis_only` project: analysis.json)."""
+    if options.get("analysis_only"):
+        return ["analysis.json"]
     extra = sorted({EXTRA_FORMATS[f] for f in options.get("formats") or () if EXTRA_FORMATS.get(f)})
     return [*OUTPUT_NAMES, *extra]
 # Bumped when the media analysis changes, so cached analyses of the user's footage are made again.
@@ -198,6 +200,13 @@ class Engine:
             p = self.state.get_project(project_id)
             opts = {**p.options, **self._overrides.get(project_id, {})}
             analysis = self._analyze(project_id, opts, cancelled)
+            if opts.get("analysis_only"):  # `lookalike analyze`, AnalyzeComprehensive: nothing rendered
+                self.store.put_bytes(out_key(project_id, "analysis.json"), json.dumps(analysis, indent=2).encode())
+                self.state.set_project_state(project_id, "done", stage="done", progress=1.0)
+                self.emit(project_id, "done", 1, 1, state="done")
+                PROJECTS.labels("done").inc()
+                log.info("project_done", project=project_id, analysis_only=True)
+                return
             version, plan = self._current_plan(project_id, analysis, opts, cancelled)
             first_version = version  # the plan as the user left it; fix rounds add versions after it
             target = opts.get("target")

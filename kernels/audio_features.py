@@ -292,25 +292,117 @@ def estimate_key(y: Any, rate: int, *, downbeats_s: Sequence[float] = ()) -> str
     return name
 
 
-def integrated_loudness(samples: np.ndarray, rate: int) -> float | None:
-    """ITU-R BS.1770 integrated loudness (LUFS) via pyloudnorm; None for silence or too-short audio.
+# Channel weights G_i by FFmpeg/PyAV channel name (BS.1770-4): the surrounds count 1.41 (+1.5 dB),
+# the LFE is left out, any other channel (front, front centre pairs, top front, an unnamed one) counts
+# 1.0. Which channels are surrounds follows FFmpeg's ebur128 filter (back, side, top back, surround
+# direct), so the figure agrees with `ffmpeg -af ebur128`: the standard draws the line by azimuth
+# (60-120 degrees), which would leave 7.1's back pair (about 135-150 degrees) at 1.0.
+SURROUND_WEIGHT = 1.41
+_SURROUND = frozenset({"BL", "BC", "BR", "SL", "SR", "TBL", "TBC", "TBR", "SDL", "SDR"})
+_LFE = frozenset({"LFE", "LFE2"})
+# The layout an unlabelled n-channel stream is read as (a WAV without a channel mask, a Matroska
+# AAC 5.1 whose container lost the layout): FFmpeg's usual orders, so 6 and 8 channels keep their
+# LFE in fourth place. Past 8 channels the extras count 1.0.
+DEFAULT_LAYOUTS: dict[int, tuple[str, ...]] = {
+    1: ("FC",),
+    2: ("FL", "FR"),
+    3: ("FL", "FR", "FC"),
+    4: ("FL", "FR", "BL", "BR"),
+    5: ("FL", "FR", "FC", "BL", "BR"),
+    6: ("FL", "FR", "FC", "LFE", "BL", "BR"),
+    7: ("FL", "FR", "FC", "LFE", "BC", "SL", "SR"),
+    8: ("FL", "FR", "FC", "LFE", "BL", "BR", "SL", "SR"),
+}
+GATE_BLOCK_S = 0.4
+GATE_STEP_S = 0.1  # 75 % overlap
+ABSOLUTE_GATE_LUFS = -70.0
+RELATIVE_GATE_LU = -10.0
 
-    `samples` is (n,) mono or (channels, n). Identical channels (dual mono, as a mono track upmixed
-    by the decoder) are measured as one channel so a mono source is not reported 3 dB louder.
+
+def channel_names(n: int, names: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The names of `n` channels: `names` when it labels every one, else `DEFAULT_LAYOUTS[n]`."""
+    if names is not None and len(names) == n and all(c and c != "NONE" for c in names):
+        return tuple(names)
+    base = DEFAULT_LAYOUTS.get(min(n, 8), ())
+    return tuple(base[:n]) + ("NONE",) * (n - len(base))
+
+
+def channel_weights(names: Sequence[str]) -> np.ndarray:
+    """BS.1770-4 weights G_i for channels named as PyAV names them (FL FR FC LFE BL BR SL SR ...)."""
+    return np.array([0.0 if c in _LFE else SURROUND_WEIGHT if c in _SURROUND else 1.0 for c in names])
+
+
+def k_weight(y: np.ndarray, rate: int) -> np.ndarray:
+    """ITU-R BS.1770 K-weighting (high shelf + RLB high-pass), coefficients for any rate.
+
+    From the analogue prototypes whose bilinear transform reproduces the standard's 48 kHz
+    coefficients, so every rate gets the same curve.
     """
-    import pyloudnorm
+    # Stage 1: high shelf, +4 dB above ~1.7 kHz.
+    g, q, fc = 3.99984385397, 0.7071752369554193, 1681.9744509555319
+    k = math.tan(math.pi * fc / rate)
+    vh = 10 ** (g / 20)
+    vb = vh**0.4996667741545416
+    a0 = 1 + k / q + k * k
+    b = ((vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0)
+    a = (1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0)
+    y = _biquad(np.asarray(y, np.float64), b, a)
+    # Stage 2: high-pass at ~38 Hz.
+    q, fc = 0.5003270373253953, 38.13547087613982
+    k = math.tan(math.pi * fc / rate)
+    a0 = 1 + k / q + k * k
+    a = (1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0)
+    return _biquad(y, (1.0, -2.0, 1.0), a)
 
+
+def _biquad(x: np.ndarray, b: tuple, a: tuple) -> np.ndarray:
+    from scipy.signal import lfilter
+
+    return lfilter(b, a, x)
+
+
+def integrated_loudness(
+    samples: np.ndarray, rate: int, channels: Sequence[str] | None = None
+) -> float | None:
+    """ITU-R BS.1770-4 integrated loudness (LUFS) of any layout; None for silence or under 0.4 s.
+
+    `samples` is (n,) mono or (channels, n); `channels` names its rows as PyAV does (FL FR FC LFE
+    BL BR, SL SR ...), else the layout is `DEFAULT_LAYOUTS` for the count. Each channel is
+    K-weighted and weighted by `channel_weights` (LFE out, surrounds 1.41); 400 ms blocks every
+    100 ms are gated at -70 LUFS, then 10 LU under the mean of those left. Identical channels (dual
+    mono, as a mono track upmixed by the decoder) are measured as one so a mono source is not
+    reported 3 dB louder.
+    """
     x = np.asarray(samples, dtype=np.float64)
-    if x.ndim == 2:
+    names: tuple[str, ...]
+    if x.ndim == 1:
+        x, names = x[None, :], ("FC",)
+    else:
+        names = channel_names(x.shape[0], channels)
         if x.shape[0] > 1 and np.allclose(x, x[0:1], atol=1e-6):
-            x = x[0]
-        else:
-            x = x.T
-    if x.shape[0] < int(0.4 * rate) + 1:
+            x, names = x[0:1], ("FC",)
+    n = x.shape[1]
+    block, step = int(round(GATE_BLOCK_S * rate)), GATE_STEP_S * rate
+    if n < block + 1:
         return None
-    meter = pyloudnorm.Meter(rate)
+    weights = channel_weights(names)
+    power = np.zeros(n)
+    for row, g in zip(x, weights, strict=True):
+        if g > 0.0:  # channel by channel: a long 7.1 track need not be filtered all at once
+            power += g * k_weight(row, rate) ** 2
+    cum = np.concatenate([[0.0], np.cumsum(power)])
+    starts = np.round(np.arange(int((n - block) / step) + 1) * step).astype(np.int64)
+    # sum_i G_i z_ij of each gating block j (clipped: a difference of sums can round below zero)
+    z = np.maximum((cum[starts + block] - cum[starts]) / block, 0.0)
     with np.errstate(divide="ignore"):
-        lufs = float(meter.integrated_loudness(x))
+        lk = -0.691 + 10 * np.log10(z)
+    z = z[lk > ABSOLUTE_GATE_LUFS]
+    if z.size == 0:
+        return None
+    relative = -0.691 + 10 * math.log10(float(z.mean())) + RELATIVE_GATE_LU
+    with np.errstate(divide="ignore"):
+        z = z[-0.691 + 10 * np.log10(z) > relative]
+    lufs = -0.691 + 10 * math.log10(float(z.mean()))
     return round(lufs, 2) if math.isfinite(lufs) else None
 
 

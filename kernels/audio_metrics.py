@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from lookalike.kernels.audio_features import HOP, N_FFT, stft_magnitude
+from lookalike.kernels.audio_features import HOP, N_FFT, k_weight, stft_magnitude
 
 N_MELS = 40
 N_MFCC = 13
@@ -90,31 +90,6 @@ def spectral_features(y: np.ndarray, rate: int) -> dict:
         "mfcc_mean": mfcc.mean(axis=1).tolist(),
         "mfcc_std": mfcc.std(axis=1).tolist(),
     }
-
-
-def _biquad(x: np.ndarray, b: tuple, a: tuple) -> np.ndarray:
-    from scipy.signal import lfilter
-
-    return lfilter(b, a, x)
-
-
-def k_weight(y: np.ndarray, rate: int) -> np.ndarray:
-    """ITU-R BS.1770 K-weighting (high shelf + RLB high-pass), coefficients for any rate."""
-    # Stage 1: high shelf, +4 dB above ~1.7 kHz.
-    g, q, fc = 3.99984385397, 0.7071752369554193, 1681.9744509555319
-    k = math.tan(math.pi * fc / rate)
-    vh = 10 ** (g / 20)
-    vb = vh**0.4996667741545416
-    a0 = 1 + k / q + k * k
-    b = ((vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0)
-    a = (1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0)
-    y = _biquad(np.asarray(y, np.float64), b, a)
-    # Stage 2: high-pass at ~38 Hz.
-    q, fc = 0.5003270373253953, 38.13547087613982
-    k = math.tan(math.pi * fc / rate)
-    a0 = 1 + k / q + k * k
-    a = (1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0)
-    return _biquad(y, (1.0, -2.0, 1.0), a)
 
 
 def loudness_curve(

@@ -156,6 +156,14 @@ def cmd_analyze(args) -> int:
     _check_out_dir(str(out.parent if str(out.parent) else "."))
     if args.shot_weights:
         _use_shot_weights(args)
+    if not args.verbose and not args.cluster:
+        import logging
+
+        import ray  # noqa: F401 - its import sets the "ray" logger's level, which this one must follow
+
+        # The embedded farm's Ray prints start-up notes (token authentication on the local cluster)
+        # that are no news to whoever asked for an analysis; its errors still show, --verbose all.
+        logging.getLogger("ray").setLevel(logging.ERROR)
 
     def run(c):
         doc = c.analyze(args.sample)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import av
 import numpy as np
 from lookalike.kernels import audio_features as af
 from lookalike.nodes import media
@@ -45,6 +46,8 @@ def empty_section(has_audio: bool) -> dict[str, Any]:
         "downbeats_s": [],
         "key": None,
         "lufs": None,
+        "track": None,
+        "tracks": [],
         "segments": [],
         "onsets": [],
         "transcript": [],
@@ -57,17 +60,26 @@ def empty_section(has_audio: bool) -> dict[str, Any]:
 def audio_section(path: str, *, transcriber: Transcriber | None | Any = _DEFAULT) -> dict[str, Any]:
     """The whole `audio` section of analysis.json for the media file at `path`.
 
-    `transcriber=None` skips transcription; the default is pocketsphinx alone.
+    `transcriber=None` skips transcription; the default is pocketsphinx alone. A file with several
+    audio tracks is analysed on its default one (else the first), named in `track`; `tracks` lists
+    them all. Loudness is BS.1770-4 over the track's own layout (`audio_features.integrated_loudness`).
     """
     timings: dict[str, float] = {}
     clock = _Clock(timings)
     with clock("decode"):
         mono = media.read_audio(path, rate=AUDIO_RATE)
-    if mono is None:
-        return empty_section(False)
+        if mono is None:
+            return empty_section(False)
+        tracks = audio_tracks(path)
+    # read_audio's own choice, named so the later reads and the meter take the same track
+    used = next((t for t in tracks if t["default"]), tracks[0])
     y, rate = mono
     doc = empty_section(True)
     doc["timings"] = timings
+    doc["track"], doc["tracks"] = (
+        used["index"],
+        [{k: v for k, v in t.items() if k != "names"} for t in tracks],
+    )
     if float(np.max(np.abs(y), initial=0.0)) < SILENT_PEAK:
         doc["segments"] = af.loudness_segments(y, rate)
         return doc  # a silent track: no tempo, key, loudness or words to speak of
@@ -85,9 +97,9 @@ def audio_section(path: str, *, transcriber: Transcriber | None | Any = _DEFAULT
     with clock("segments"):
         doc["segments"] = af.sound_segments(y, rate)
     with clock("loudness"):
-        full = media.read_audio(path, rate=LOUDNESS_RATE, mono=False)
+        full = media.read_audio(path, rate=LOUDNESS_RATE, mono=False, track=used["index"])
         if full is not None:
-            doc["lufs"] = af.integrated_loudness(full[0], full[1])
+            doc["lufs"] = af.integrated_loudness(full[0], full[1], used["names"])
     speech = [
         s for s in doc["segments"] if s["kind"] == "speech" and s["end_s"] - s["start_s"] >= MIN_TRANSCRIBE_S
     ]
@@ -95,11 +107,33 @@ def audio_section(path: str, *, transcriber: Transcriber | None | Any = _DEFAULT
         with clock("transcription"):
             if transcriber is _DEFAULT:
                 transcriber = build_transcriber(("pocketsphinx",))
-            y16 = media.read_audio(path, rate=SPEECH_RATE)
+            y16 = media.read_audio(path, rate=SPEECH_RATE, track=used["index"])
             assert y16 is not None  # the track decoded at AUDIO_RATE a moment ago
             entries, provider, error = transcribe_segments(y16[0], speech, transcriber)
             doc["transcript"], doc["transcript_provider"], doc["transcript_error"] = entries, provider, error
     return doc
+
+
+def audio_tracks(path: str) -> list[dict[str, Any]]:
+    """The file's audio streams: [{index, channels, layout, rate, codec, default, names}].
+
+    `index` is the position among the audio streams (`media.read_audio`'s `track`); `names` the
+    channels in decoding order as PyAV names them (FL FR FC LFE BL BR ...; "NONE" where the
+    container does not say), which the loudness meter weights.
+    """
+    with av.open(path, metadata_errors="ignore") as c:
+        return [
+            {
+                "index": i,
+                "channels": s.codec_context.channels or len(s.layout.channels),
+                "layout": s.layout.name,
+                "rate": s.rate,
+                "codec": s.codec_context.name,
+                "default": bool(s.disposition & av.stream.Disposition.default),
+                "names": [ch.name for ch in s.layout.channels],
+            }
+            for i, s in enumerate(c.streams.audio)
+        ]
 
 
 def speech_spans(segments: list[dict[str, Any]], *, join_gap_s: float = JOIN_GAP_S) -> list[dict[str, Any]]:

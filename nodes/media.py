@@ -674,35 +674,53 @@ def _to_rgb(
     return rgb
 
 
-def read_audio(path: str, *, rate: int = 22050, mono: bool = True) -> tuple[np.ndarray, int] | None:
+def read_audio(
+    path: str, *, rate: int = 22050, mono: bool = True, track: int | None = None
+) -> tuple[np.ndarray, int] | None:
     """The whole audio track as (float32 samples, rate); None when the file has no audio stream.
 
-    Samples are shape (n,) when `mono` (the mean of the channels) else (channels, n), resampled to
-    `rate`. A stream that decodes to nothing gives an empty array.
+    Samples are shape (n,) when `mono` else (channels, n) in the stream's channel order (its
+    layout's, as PyAV names them: FL FR FC LFE BL BR ...), resampled to `rate`. The mono signal is
+    the mean of the channels other than the LFE (a downmix leaves the effects bass out). `track` is
+    the position among the audio streams; by default the stream marked default, else the first. A
+    stream that decodes to nothing gives an empty array.
     """
     p = _check_path(path)
     with _open_input(p) as c:
-        if not c.streams.audio:
+        streams = list(c.streams.audio)
+        if not streams:
             return None
-        stream = c.streams.audio[0]
-        resampler = av.AudioResampler(format="fltp", rate=rate)
+        if track is None:
+            stream = next((s for s in streams if s.disposition & av.stream.Disposition.default), streams[0])
+        elif 0 <= track < len(streams):
+            stream = streams[track]
+        else:
+            raise InputError(f"{p.name} has {len(streams)} audio tracks, no track {track}",
+                             hint=f"pick a track from 0 to {len(streams) - 1}")
+        # Packed samples, split here: PyAV 18 reads an 8-channel planar frame past its last plane
+        # (a crash on any 7.1 track).
+        resampler = av.AudioResampler(format="flt", rate=rate)
         chunks: list[np.ndarray] = []
+        names: tuple[str, ...] = ()
         try:
             for frame in c.decode(stream):
-                chunks.extend(o.to_ndarray() for o in resampler.resample(frame))
-            chunks.extend(o.to_ndarray() for o in resampler.resample(None))
+                for o in resampler.resample(frame):
+                    names = tuple(ch.name for ch in o.layout.channels)
+                    chunks.append(o.to_ndarray().reshape(-1, len(names)).T)
+            chunks.extend(o.to_ndarray().reshape(-1, len(names)).T for o in resampler.resample(None))
         except av.error.FFmpegError as exc:
             raise InputError(
                 f"{p.name}: the audio track cannot be decoded ({exc})",
                 hint="re-export the file, or upload it again if the copy was damaged",
             ) from exc
-        channels = stream.codec_context.channels or 1
+        channels = len(names) or stream.codec_context.channels or 1
     if chunks:
         samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
     else:
         samples = np.zeros((channels, 0), np.float32)
     if mono:
-        return samples.mean(axis=0, dtype=np.float32), rate
+        keep = [i for i, name in enumerate(names) if name not in ("LFE", "LFE2")] or list(range(channels))
+        return samples[keep].mean(axis=0, dtype=np.float32), rate
     return samples, rate
 
 

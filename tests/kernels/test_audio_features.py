@@ -47,10 +47,12 @@ def test_loudness_of_a_sine_matches_pyloudnorm_and_theory(amplitude):
     rate = 48000
     y = (amplitude * np.sin(2 * np.pi * 997 * np.arange(rate * 5) / rate)).astype(np.float32)
     lufs = af.integrated_loudness(y, rate)
+    # pyloudnorm's K-weighting approximates the standard's filter (its shelf reads 0.04 dB lower at
+    # 997 Hz); the meter here uses the filter whose 48 kHz coefficients are the standard's.
     reference = pyloudnorm.Meter(rate).integrated_loudness(y.astype(np.float64))
-    assert lufs == pytest.approx(reference, abs=0.02)
+    assert lufs == pytest.approx(reference, abs=0.1)
     # BS.1770: a full-scale 997 Hz sine in one channel reads -3.01 LUFS.
-    assert lufs == pytest.approx(-3.01 + 20 * math.log10(amplitude), abs=0.5)
+    assert lufs == pytest.approx(-3.01 + 20 * math.log10(amplitude), abs=0.02)
     # A mono track decoded as two identical channels is still measured as mono.
     assert af.integrated_loudness(np.stack([y, y]), rate) == pytest.approx(lufs, abs=0.01)
     # A real stereo pair (two sines) sums power over channels: +3 dB.
