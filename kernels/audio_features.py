@@ -774,3 +774,37 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int, bool]]:
             runs.append((start, i, bool(mask[start])))
             start = i
     return runs
+
+
+_LEFT = frozenset({"FL", "FLC", "BL", "SL", "TFL", "TBL", "SDL", "WL"})
+_RIGHT = frozenset({"FR", "FRC", "BR", "SR", "TFR", "TBR", "SDR", "WR"})
+
+
+def downmix_stereo(samples: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+    """(2, n) stereo from (channels, n) audio of any layout, with ITU-R BS.775's coefficients: the
+    front pair as is, centre and every other left or right channel at -3 dB, LFE left out; scaled
+    down only where the sum would clip. Mono and stereo come back as stereo unchanged."""
+    x = np.atleast_2d(np.asarray(samples, dtype=np.float32))
+    if x.shape[0] == 1:
+        return np.vstack([x, x])
+    if x.shape[0] == 2:
+        return x
+    ch = channel_names(x.shape[0], names)
+    gain = np.float32(1 / math.sqrt(2))
+    left = np.zeros(x.shape[1], np.float32)
+    right = np.zeros(x.shape[1], np.float32)
+    for row, c in zip(x, ch, strict=True):
+        if c in _LFE:
+            continue
+        if c in ("FL", "FR"):
+            (left if c == "FL" else right)[:] += row
+        elif c in _LEFT:
+            left += gain * row
+        elif c in _RIGHT:
+            right += gain * row
+        else:  # centre channels and unlabelled extras: both sides
+            left += gain * row
+            right += gain * row
+    out = np.vstack([left, right])
+    peak = float(np.max(np.abs(out))) if out.size else 0.0
+    return out / np.float32(peak) if peak > 1.0 else out

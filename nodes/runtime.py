@@ -486,7 +486,9 @@ class NodeRuntime:
             got = media.read_audio(self.local(sample_key), rate=rate, mono=False)
             if got is None:
                 raise InputError("--keep-audio was asked for, but the sample has no audio track")
-            samples = got[0]
+            from lookalike.kernels import audio_features
+
+            samples = audio_features.downmix_stereo(got[0])  # the output is stereo; a 5.1 sample too
         else:
             # The plan's music (edits change it) over the sample's measured tempo, key and loudness.
             m = plan.get("music") or {}

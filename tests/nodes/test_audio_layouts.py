@@ -320,3 +320,41 @@ def test_loudness_agrees_with_ffmpeg_ebur128(layout, rate):
     x[:, rate * 2 : rate * 3] *= 0.01
     x = x.astype(np.float32)
     assert af.integrated_loudness(x, rate, names) == pytest.approx(ffmpeg_lufs(x, rate, layout), abs=0.1)
+
+
+def test_downmix_stereo_follows_bs775():
+    """5.1 to stereo: fronts as is, centre and surrounds at -3 dB, LFE dropped; no clipping."""
+    from lookalike.kernels.audio_features import downmix_stereo
+
+    n = 480
+    x = np.zeros((6, n), np.float32)
+    x[0], x[2], x[3], x[4] = 0.5, 0.2, 0.9, 0.1  # FL, FC, LFE, BL
+    out = downmix_stereo(x)
+    assert out.shape == (2, n)
+    g = 1 / np.sqrt(2)
+    np.testing.assert_allclose(out[0], 0.5 + g * 0.2 + g * 0.1, rtol=1e-5)
+    np.testing.assert_allclose(out[1], g * 0.2, rtol=1e-5)
+    loud = np.full((6, n), 0.9, np.float32)
+    assert float(np.max(np.abs(downmix_stereo(loud)))) <= 1.0 + 1e-6
+    mono = np.full((1, n), 0.3, np.float32)
+    np.testing.assert_array_equal(downmix_stereo(mono), np.vstack([mono, mono]))
+
+
+def test_keep_audio_of_a_5_1_sample_renders_stereo(tmp_path):
+    """--keep-audio on a 5.1 sample: the sample's own sound, downmixed, in the stereo output."""
+    x = five_one([L, C, LS], 2.0, 48000)
+    path = write_clip(tmp_path / "s.mp4", [{"samples": x, "layout": "5.1", "rate": 48000, "codec": "aac"}])
+    store = open_store(str(tmp_path / "store"))
+    store.put_file("samples/s.mp4", path)
+    rt = NodeRuntime(store, cache_dir=str(tmp_path / "cache"))
+    plan = {"scenes": [], "music": {}}
+    got = rt.render_audio(plan, {"audio": {}}, "out/a.m4a", duration_s=2.0, keep_audio=True, sample_key="samples/s.mp4")
+    audio, _ = media.read_audio(rt.local("out/a.m4a"), rate=48000, mono=False)
+    assert audio.shape[0] == 2 and np.isfinite(got["lufs"])
+    # The left side carries L + 0.707 (C + Ls), the right 0.707 C (the channels' phases differ, so the
+    # expected levels come from the same sums of the synthesized signal).
+    rms = lambda v: float(np.sqrt(np.mean(v[4800:-4800] ** 2)))  # noqa: E731
+    g = 1 / math.sqrt(2)
+    want = rms(x[L] + g * x[C] + g * x[LS]) / rms(g * x[C])
+    left, right = (rms(c) for c in audio)
+    assert left / right == pytest.approx(want, rel=0.1)
