@@ -43,6 +43,7 @@ import numpy as np
 from lookalike.kernels import compose, grade, look
 from lookalike.kernels import features as kf
 from lookalike.kernels import lut as klut
+from lookalike.kernels import metrics as km
 from lookalike.kernels import transfer as ktransfer
 from lookalike.nodes import generate, media
 
@@ -68,6 +69,12 @@ _SNAP = 1e-3  # a fractional position this close to a frame is that frame
 _FLOW_WIDTH = 640  # optical flow is computed at most this wide, then scaled up
 _FIT_PIXELS = 200_000  # pixels the colour transfer is refitted on
 FIT_ROUNDS = 4
+# The palette transfer after the mean/std one (`_pull_palette`): rounds at most, the palette distance
+# (ΔE2000, as the score measures it) that is close enough, and how far (Lab) a colour feels a cluster.
+PALETTE_ROUNDS = 4
+PALETTE_TARGET_DE = 3.0
+PALETTE_SIGMA = 10.0
+_PALETTE_PIXELS = 60_000
 """Most refits of a scene's colour transfer (see _fit_transfer)."""
 # Applying the LUT to this many pixels costs about what baking its 2^24-entry table does.
 _BAKE_AFTER_PX = 6_000_000
@@ -463,6 +470,7 @@ class FootageSource:
             bins = np.nonzero(counts)[0]
             mean, std = look.lab_moments(bins, counts[bins])
             table = _fit_transfer(pixels, mean, std, lut["lab_mean"], lut["lab_std"])
+            table = _pull_palette(table, pixels, scene.get("palette") or [])
         else:
             # No Lab statistics (an older plan): the four grade numbers, solved as conform does.
             views = np.concatenate([_grade_view(p) for p in self._grade_pictures()], axis=1)
@@ -489,7 +497,9 @@ class FootageSource:
         ws, hs = self.src_size
         scale = _STATS_DECODE_LONG_SIDE / max(ws, hs)
         size = (max(16, int(round(ws * scale / 2)) * 2), max(16, int(round(hs * scale / 2)) * 2))
-        (u0, v0), (u1, v1) = self._window_fractions()
+        # A synthesized move shows a different part of the picture in every frame: measure the part
+        # the whole move covers, not frame 0's window alone.
+        (u0, v0), (u1, v1) = self._window_fractions() if self.poses is None else self._move_fractions()
         if self.mirror:
             u0, u1 = 1.0 - u1, 1.0 - u0
         x0, x1 = int(round(u0 * size[0])), max(int(round(u0 * size[0])) + 2, int(round(u1 * size[0])))
@@ -527,6 +537,15 @@ class FootageSource:
         m = self.matrices[0]
         (a, b), (c, d) = (edges @ m[:, :2].T + m[:, 2] + 0.5) / np.array([dw, dh])
         return (max(0.0, min(a, c)), max(0.0, min(b, d))), (min(1.0, max(a, c)), min(1.0, max(b, d)))
+
+    def _move_fractions(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The bounding box, as fractions of the item, of every output window along the synthesized move."""
+        dw, dh = self.decode_size
+        w, h = self.width, self.height
+        edges = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [-0.5, h - 0.5], [w - 0.5, h - 0.5]])
+        pts = np.concatenate([edges @ m[:, :2].T + m[:, 2] + 0.5 for m in self.matrices]) / np.array([dw, dh])
+        lo, hi = np.clip(pts.min(axis=0), 0.0, 1.0), np.clip(pts.max(axis=0), 0.0, 1.0)
+        return (float(lo[0]), float(lo[1])), (float(hi[0]), float(hi[1]))
 
     def _grade_pictures(self) -> list[np.ndarray]:
         n = self.n_frames
@@ -603,6 +622,71 @@ def _fit_transfer(pixels: np.ndarray, mean: list, std: list, ref_mean: list, ref
         goal_m, goal_s = goal_m + dm, goal_s * np.clip(ratio, 0.5, 2.0)
         table = ktransfer.fit_lut(src, ktransfer.ColourStats(goal_m, goal_s, none, 1), "reinhard", size=33)
     return table
+
+
+def _palette_of(pixels: np.ndarray) -> list[dict[str, Any]]:
+    c = kf.frame_colour_stats(pixels)["colours"]
+    return kf.palette_from_histogram(np.asarray(c["bins"], np.int64), np.asarray(c["counts"], np.float64), 5)
+
+
+def _palette_gap(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
+    """The score's palette distance (symmetric weighted nearest-colour CIEDE2000) of two palettes."""
+    la, wa = np.array([p["lab"] for p in a], float), np.array([p["weight"] for p in a], float)
+    lb, wb = np.array([p["lab"] for p in b], float), np.array([p["weight"] for p in b], float)
+    return float(km.palette_distance(la, wa, lb, wb))
+
+
+def _pull_palette(table: klut.Lut3D, pixels: np.ndarray, palette: list[dict[str, Any]]) -> klut.Lut3D:
+    """`table` followed by a palette transfer onto the sample scene's palette.
+
+    A mean/std transfer matches a scene's overall colour but not its palette (a clip of grass under a
+    sky for a scene of pink and olive stays green and blue), and the palette is what a viewer reads as
+    the look. The footage's own palette (measured after `table`, as the analysis measures one) is paired
+    one to one with the scene's (least total CIEDE2000, an assignment), and every colour moves by the
+    displacements of the footage colours near it (Gaussian weights of PALETTE_SIGMA in Lab), so each
+    footage colour moves toward its partner and shading in between follows smoothly. Clusters move a
+    little differently once recoloured, so this runs for PALETTE_ROUNDS at most, until the palette is
+    within PALETTE_TARGET_DE of the scene's; the closest round wins. A source already there (the
+    sample's own shot) is left as it is, and stays the identity."""
+    if not palette:
+        return table
+    shown = klut.apply_lut(pixels[:: max(1, len(pixels) // _PALETTE_PIXELS)], table)
+    dst = np.array([p["lab"] for p in palette], float)
+    mine = _palette_of(shown)
+    best = (_palette_gap(mine, palette), table)
+    current = table.table
+    for _ in range(PALETTE_ROUNDS):
+        if best[0] <= PALETTE_TARGET_DE or not mine:
+            break
+        shift_by = _palette_shift(np.array([p["lab"] for p in mine], float), dst)
+        current = shift_by(current)
+        shown = shift_by(shown)
+        mine = _palette_of(shown)
+        gap = _palette_gap(mine, palette)
+        if gap < best[0]:
+            best = (gap, klut.Lut3D(current, title="lookalike footage grade"))
+    return best[1]
+
+
+def _palette_shift(src: np.ndarray, dst: np.ndarray):
+    """The colour function that moves palette `src` onto `dst` (Lab rows), paired by assignment."""
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(km.delta_e2000(src[:, None, :], dst[None, :, :]))
+    shift = np.zeros_like(src)
+    shift[rows] = dst[cols] - src[rows]
+    for i in set(range(len(src))) - set(rows.tolist()):  # more footage colours than scene colours
+        shift[i] = dst[int(np.argmin(km.delta_e2000(src[i][None, :], dst)))] - src[i]
+
+    def moved(rgb: np.ndarray) -> np.ndarray:
+        lab = grade.rgb_to_lab(rgb).reshape(-1, 3).astype(np.float64)
+        d2 = ((lab[:, None, :] - src[None, :, :]) ** 2).sum(-1)
+        w = np.exp(-(d2 - d2.min(axis=1, keepdims=True)) / (2 * PALETTE_SIGMA**2))
+        w /= w.sum(axis=1, keepdims=True)
+        out = grade.lab_to_rgb((lab + w @ shift).reshape(rgb.shape).astype(np.float32))
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+    return moved
 
 
 def _grade_view(picture: np.ndarray) -> np.ndarray:

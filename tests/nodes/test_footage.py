@@ -289,6 +289,28 @@ def test_colour_transfer_reaches_the_scenes_lab_statistics(tmp_path) -> None:
     np.testing.assert_allclose(after[1], target_std, rtol=0.15)
 
 
+def test_palette_lands_near_the_sample_scenes_palette(monkeypatch) -> None:
+    """Real footage (the runners' track, red and green) for a scene measured on another real clip
+    (the flower's time-lapse): the mean/std transfer alone leaves the palette far off; with the
+    palette transfer the rendered frames' palette is within the score's 6 ΔE2000 of the scene's."""
+    from lookalike.nodes import analysis
+
+    flower = analysis.analyze(str(MEDIA / "footage" / "clips" / "mdn_flower.mp4"), transcribe=False)["scenes"][0]
+    runners = MEDIA / "footage" / "clips" / "openmpf_runners.mp4"
+    scene = scene_for(0, 48, out_frame=48, fps=30000 / 1001)
+    scene["grade"], scene["palette"] = flower["grade"], flower["palette"]
+
+    def gap() -> float:
+        frames = render(FootageSource(runners, scene, 320, 180, fps=30000 / 1001))[::6]
+        pixels = np.concatenate([kf.to_float(f).reshape(-1, 1, 3) for f in frames])
+        return footage._palette_gap(footage._palette_of(pixels), scene["palette"])
+
+    with_palette = gap()
+    monkeypatch.setattr(footage, "PALETTE_ROUNDS", 0)
+    mean_std_only = gap()
+    assert with_palette <= 6.0 < mean_std_only, (with_palette, mean_std_only)
+
+
 # ---------------------------------------------------------------- 10-bit, HDR, photos, broken files
 
 
