@@ -58,6 +58,8 @@ MIRROR_COST = 0.15
 SYNTH_COST = 0.3
 HANDHELD_SYNTH_COST = 0.45
 STILL_COST = 0.1  # a photo for a static scene: nothing moves in it, not even leaves
+PHOTO_COST = 0.1  # a photo for a moving scene, over a static clip's SYNTH_COST: the same reason
+STILL_SPEED = 0.015  # camera speed (frame fractions per second) under which a "move" is not seen
 SLOW_COST = 0.3  # at MIN_SPEED; linear from real time
 HOLD_COST = 0.3
 PINGPONG_COST = 0.35
@@ -304,11 +306,17 @@ def _motion(scene: dict, cand: Candidate, speed: float) -> tuple[float, bool, st
     s_label, s_speed = cam.get("motion") or "static", float(cam.get("speed") or 0.0)
     c_label, c_speed = cand.label
     c_speed *= speed  # a slowed clip moves slower
+    if c_label in MOVES and c_speed < STILL_SPEED:
+        # Classified a move, but too slow to be seen as one (a tripod time-lapse of a bud opening
+        # reads tilt_up at 0.008): for matching it is a still camera.
+        c_label = "static"
     said = s_label.replace("_", " ")
     if s_label in MOVES:
         if c_label == "static":
             what = "a photo" if cand.photo else "a static shot"
-            return SYNTH_COST, False, "synth", f"{what}, so the sample's {said} is synthesized on it"
+            # A photo costs a little more: nothing moves inside it, where a static clip has life.
+            cost = SYNTH_COST + (PHOTO_COST if cand.photo else 0.0)
+            return cost, False, "synth", f"{what}, so the sample's {said} is synthesized on it"
         if c_label == "handheld":
             return (
                 HANDHELD_SYNTH_COST,

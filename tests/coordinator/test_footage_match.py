@@ -493,11 +493,25 @@ def test_a_photo_for_a_moving_scene_gets_the_move_synthesized():
     src = footage.match(sample, [photo])
     assert src[0]["photo"] is True and src[0]["move"] == "synth"
     assert (src[0]["in_frame"], src[0]["out_frame"]) == (0, 1)
-    assert src[0]["cost"]["motion"] == pytest.approx(footage.SYNTH_COST)
+    assert src[0]["cost"]["motion"] == pytest.approx(footage.SYNTH_COST + footage.PHOTO_COST)
     assert src[1]["move"] == "none" and src[1]["reused"] == 1
-    # A static clip for a moving scene is synthesized too.
+    # A static clip for a moving scene is synthesized too, and costs less than the photo.
     still = make_item("still.mp4", [shot("static", 0.0, 1, "close", "red", 100)])
-    assert footage.match(sample, [still])[0]["move"] == "synth"
+    got = footage.match(sample, [still])[0]
+    assert got["move"] == "synth" and got["cost"]["motion"] == pytest.approx(footage.SYNTH_COST)
+    assert footage.match(sample, [photo, still])[0]["media"] == "still.mp4"
+
+
+def test_a_move_too_slow_to_see_counts_as_a_still_camera():
+    """A tripod time-lapse classified tilt_up at 0.008 frame/s is a static shot for a static scene, and
+    gets the move synthesized for a moving one; the same label at a visible speed does not."""
+    sample = make_sample([("static", 0.0, 1, "wide", "warm", 48)])
+    slow = make_item("bud.mp4", [shot("tilt_up", footage.STILL_SPEED / 2, 1, "wide", "warm", 100)])
+    fast = make_item("tilt.mp4", [shot("tilt_up", footage.STILL_SPEED * 4, 1, "wide", "warm", 100)])
+    assert footage.match(sample, [slow])[0]["cost"]["motion"] == 0.0
+    assert footage.match(sample, [fast])[0]["cost"]["motion"] == pytest.approx(0.8)
+    moving = make_sample([("pan_right", 0.1, 1, "wide", "warm", 48)])
+    assert footage.match(moving, [slow])[0]["move"] == "synth"
 
 
 def test_a_short_candidate_is_slowed_then_extended():
