@@ -122,10 +122,24 @@ def cmd_remake(args) -> int:
     out = _check_out_dir(args.out)
     progress = Progress(args.quiet)
 
+    not_media: list[str] = []
+
     def skip(name: str, reason: str) -> None:
+        if reason.startswith("not a video or photo file"):  # a README, licences: one line for them all
+            not_media.append(name)
+            return
         print(f"lookalike: warning: media {name} left out: {reason}", file=sys.stderr)
 
     def run(c):
+        try:
+            return remake(c)
+        finally:
+            if not_media and not args.quiet:
+                shown = ", ".join(not_media[:3]) + (f" and {len(not_media) - 3} more" if len(not_media) > 3 else "")
+                print(f"lookalike: note: {len(not_media)} file(s) in the media folders are not videos or photos "
+                      f"and were left out: {shown}", file=sys.stderr)
+
+    def remake(c):
         p = c.remake(args.sample, subject=args.subject, out=out, on_progress=progress, keep_audio=args.keep_audio,
                      media=args.media or (), music=args.music, script=args.script, text=tuple(args.text or ()),
                      keep_media_audio=args.keep_media_audio, on_skip=skip,

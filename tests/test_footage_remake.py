@@ -218,7 +218,7 @@ def test_cli_footage_remake(sample, tmp_path):
     r = cli("remake", str(path), "--media", str(folder), "--out", str(out), "--home", str(tmp_path / "home"),
             "--text", "Hello there")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "licence.txt left out" in r.stderr
+    assert "1 file(s) in the media folders are not videos or photos and were left out: licence.txt" in r.stderr
     assert "footage: 3 of 3 scenes cut from 3 of 3 media items" in r.stderr
     shown = cli("plan", "show", str(out))
     assert shown.returncode == 0, shown.stderr
