@@ -47,7 +47,13 @@ from scipy.optimize import linear_sum_assignment
 
 from lookalike.errors import InputError
 
-WEIGHTS = {"motion": 1.0, "scale": 0.5, "people": 0.7, "lighting": 0.6, "palette": 0.8, "duration": 1.0}
+WEIGHTS = {"motion": 1.0, "scale": 0.5, "people": 0.7, "lighting": 0.6, "palette": 0.8, "duration": 1.0,
+           "framing": 1.0}
+# Framing: how much of the item the output's aspect crops away past CROP_FREE, and how far it is
+# blown up past UPSCALE_FREE (a 270x480 phone clip for a 1280x720 scene loses two thirds of its
+# picture and is enlarged 4.7x: soft, and a passer-by fills the frame).
+CROP_FREE, CROP_COST = 0.25, 0.5
+UPSCALE_FREE, UPSCALE_COST = 2.0, 0.3
 TERMS = (*WEIGHTS, "reuse", "neighbour")
 MATCH_THRESHOLD = 2.5
 MIN_SPEED = 0.5
@@ -91,6 +97,7 @@ class Candidate:
     fps: float
     scene: dict[str, Any] = field(repr=False, compare=False)  # the shot's analysis scene
     shot_start: int = 0  # item frame of the shot's first trajectory pose
+    size: tuple[int, int] | None = None  # the item's display width and height, when known
 
     @property
     def length(self) -> int:
@@ -157,6 +164,7 @@ def _item_candidates(item: dict[str, Any]) -> list[Candidate]:
         "key": item.get("key", ""),
         "photo": photo,
         "fps": fps,
+        "size": (int(item["width"]), int(item["height"])) if item.get("width") and item.get("height") else None,
     }
     if photo:
         return [Candidate(**base, shot=int(shots[0].get("index", 0)), start=0, end=1, scene=shots[0])]
@@ -487,6 +495,20 @@ def _duration(n: int, cand: Candidate, available: int, output_fps: float) -> tup
     return cost, speed, extend, f"slowed to {speed:.2f}x and {how} for the last {missing:.0%}"
 
 
+def _framing(size: tuple[int, int] | None, out: tuple[int, int] | None) -> tuple[float, str]:
+    """Cost of covering `out` (w, h) with an item of `size`: the share cropped away and the blow-up."""
+    if not size or not out:
+        return 0.0, ""
+    (w, h), (ow, oh) = size, out
+    scale = max(ow / w, oh / h)
+    lost = 1.0 - (ow * oh) / (scale * scale * w * h)
+    crop = CROP_COST * max(0.0, lost - CROP_FREE) / (1.0 - CROP_FREE)
+    blow = UPSCALE_COST * min(1.0, max(0.0, math.log2(max(scale, 1e-9) / UPSCALE_FREE)) / 2.0)
+    if crop + blow == 0:
+        return 0.0, "frames the scene without a heavy crop"
+    return crop + blow, f"cropped by {lost:.0%} and enlarged {scale:.1f}x to fill the frame"
+
+
 def pair_cost(
     scene: dict[str, Any],
     cand: Candidate,
@@ -494,6 +516,7 @@ def pair_cost(
     output_fps: float,
     sample_fps: float | None = None,
     in_frame: int | None = None,
+    out_size: tuple[int, int] | None = None,
 ) -> Fit:
     """The cost terms (weighted, see the module doc) of remaking `scene` from `cand`, and how it plays.
 
@@ -511,6 +534,7 @@ def pair_cost(
         "lighting": _lighting(scene, cand),
         "palette": _palette(scene, cand),
         "duration": (d_cost, d_why),
+        "framing": _framing(cand.size, out_size),
     }
     terms = {k: WEIGHTS[k] * float(v[0]) for k, v in raw.items()}
     out = cand.end if cand.photo else min(cand.end, start + frames_needed(n, cand.fps, output_fps, speed))
@@ -708,6 +732,8 @@ def match(
     scenes = analysis.get("scenes") or []
     sample_fps = float((analysis.get("source") or {}).get("fps") or 0.0) or 30.0
     fps = float(output_fps or sample_fps)
+    src = analysis.get("source") or {}
+    out_size = (int(src["width"]), int(src["height"])) if src.get("width") and src.get("height") else None
     cands = candidates(media, exclude=exclude)
     pins = {int(k): v for k, v in (pins or {}).items()}
     n = len(scenes)
@@ -715,7 +741,7 @@ def match(
     pair = np.full((n, len(cands)), np.inf)
     for s, scene in enumerate(scenes):
         for j, c in enumerate(cands):
-            fit = pair_cost(scene, c, output_fps=fps, sample_fps=sample_fps)
+            fit = pair_cost(scene, c, output_fps=fps, sample_fps=sample_fps, out_size=out_size)
             fits[s, j] = fit
             pair[s, j] = fit.total
 
@@ -729,7 +755,8 @@ def match(
             pin_in[s] = int(pin["in_frame"])
             for j in options:
                 fits[s, j] = pair_cost(
-                    scenes[s], cands[j], output_fps=fps, sample_fps=sample_fps, in_frame=pin_in[s]
+                    scenes[s], cands[j], output_fps=fps, sample_fps=sample_fps, in_frame=pin_in[s],
+                    out_size=out_size,
                 )
                 pair[s, j] = fits[s, j].total
         fixed[s] = min(options, key=lambda j: (pair[s, j], j))

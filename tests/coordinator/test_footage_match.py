@@ -647,3 +647,19 @@ def test_colour_is_judged_after_the_grade():
     assert costs["same"] < 0.05
     assert costs["other_hue"] < 0.3
     assert costs["grey"] > costs["other_hue"] + 0.25, costs
+
+
+def test_a_clip_that_must_be_cropped_and_blown_up_loses_to_one_that_fits():
+    """A 270x480 portrait clip for a 1280x720 scene loses two thirds of its picture and is enlarged
+    4.7x: the same content at 1280x720 wins, and the cost says why."""
+    sample = make_sample([("static", 0.0, 0, "wide", "warm", 48)])
+    sample["source"].update(width=1280, height=720)
+    narrow = dict(make_item("phone.mp4", [shot("static", 0.0, 0, "wide", "warm", 60)]), width=270, height=480)
+    wide = dict(make_item("camera.mp4", [shot("static", 0.0, 0, "wide", "warm", 60)]), width=1280, height=720)
+    src = footage.match(sample, [narrow, wide])[0]
+    assert src["media"] == "camera.mp4" and src["cost"]["framing"] == 0.0
+    alone = footage.match(sample, [narrow])[0]
+    assert alone["cost"]["framing"] > 0.3 and "cropped by 68%" in alone["why"]
+    # Without sizes (an older plan) the term is simply absent from the choice.
+    assert footage.pair_cost(sample["scenes"][0], footage.candidates([make_item("x.mp4", [shot()])])[0],
+                             output_fps=24.0).terms["framing"] == 0.0
