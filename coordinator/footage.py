@@ -105,16 +105,17 @@ class Candidate:
 
     @cached_property
     def label(self) -> tuple[str, float]:
-        """(camera label, speed) of this stretch: the shot's, or measured on the stretch alone."""
+        """(camera label, speed) of this stretch: its own as the analysis measured it (`usable_camera`),
+        else the shot's."""
         cam = self.scene.get("camera") or {}
         if self.photo:
             return "static", 0.0
-        traj = cam.get("trajectory") or []
-        whole = self.start <= self.shot_start and self.end >= self.shot_start + len(traj)
-        if whole or len(traj) < 2:
-            return cam.get("motion", "static"), float(cam.get("speed") or 0.0)
-        part = traj[self.start - self.shot_start : self.end - self.shot_start]
-        return _classify(part, len(part) / self.fps)
+        usable = [list(map(int, r)) for r in self.scene.get("usable") or []]
+        own = self.scene.get("usable_camera") or []
+        if [self.start, self.end] in usable and len(own) == len(usable):
+            got = own[usable.index([self.start, self.end])]
+            return got.get("motion") or "static", float(got.get("speed") or 0.0)
+        return cam.get("motion", "static"), float(cam.get("speed") or 0.0)
 
 
 @dataclass(frozen=True)
@@ -255,37 +256,6 @@ def _luma(scene: dict[str, Any]) -> float:
 
 def _key(scene: dict[str, Any]) -> str:
     return (scene.get("lighting") or {}).get("key") or "normal"
-
-
-def _classify(traj: list, duration_s: float, static_tol: float = 0.02) -> tuple[str, float]:
-    # kernels.features.classify_camera's rule, for a stretch shorter than the shot (the coordinator
-    # may not import kernels); keep the two in step.
-    t = np.asarray(traj, dtype=np.float64).reshape(-1, 4)
-    if len(t) < 2 or duration_s <= 0:
-        return "static", 0.0
-    t = t - t[0] * np.array([1, 1, 0, 0])
-    t[:, 2] = t[:, 2] / max(t[0, 2], 1e-6)
-    net_x, net_y = t[-1, 0], t[-1, 1]
-    net_z = math.log(max(t[-1, 2], 1e-6))
-    steps = np.diff(t[:, :2], axis=0)
-    path = float(np.hypot(steps[:, 0], steps[:, 1]).sum())
-    net = math.hypot(net_x, net_y)
-    line = np.linspace(0, 1, len(t))[:, None] * t[-1, :2][None, :]
-    wander = float(np.sqrt(((t[:, :2] - line) ** 2).sum(axis=1).mean()))
-    moves = {"pan": abs(net_x), "tilt": abs(net_y), "zoom": abs(net_z)}
-    kind = max(moves, key=lambda k: moves[k])
-    if max(moves.values()) < static_tol:
-        if wander > 0.01 and path > 4 * static_tol:
-            return "handheld", path / duration_s
-        return "static", 0.0
-    if kind != "zoom" and path > 3.0 * max(net, 1e-9) and wander > 0.01:
-        return "handheld", path / duration_s
-    speed = float(moves[kind]) / duration_s
-    if kind == "pan":
-        return ("pan_right" if net_x > 0 else "pan_left"), speed
-    if kind == "tilt":
-        return ("tilt_down" if net_y > 0 else "tilt_up"), speed
-    return ("zoom_in" if net_z > 0 else "zoom_out"), speed
 
 
 # --- the cost of one pair -----------------------------------------------------------------------------

@@ -466,7 +466,7 @@ def _thumbs(frames: list[dict[str, Any]]) -> np.ndarray:
 
 
 def scene_boundaries(
-    frames: list[dict[str, Any]], learned: ShotModel | None = None
+    frames: list[dict[str, Any]], learned: ShotModel | None = None, path: str | None = None
 ) -> list[tuple[int, dict[str, Any]]]:
     """[(start_frame, transition_in)] for every scene, the first one included, from per-frame features.
 
@@ -475,16 +475,19 @@ def scene_boundaries(
     blends of two shots, wipes sweep one shot over the other (`kernels.shots`). A flat run no longer than FLASH_MAX_FRAMES between
     two views of the same shot is a flash, not a fade. A cut at the edge of a fade belongs to it.
 
-    With a `learned` model (`nodes.shots_learned`), its cuts are added to these (see
-    `_learned_cuts`); without one the result is the classic detector's alone.
+    With a `learned` model (`nodes.shots_learned`: TransNetV2) and the video's `path` (it decodes
+    its own 48x27 frames), its boundaries are added to these (see `_learned_boundaries`); without
+    one the result is the classic detector's alone.
     """
-    return _boundaries(frames, learned)[0]
+    found = shots_learned.detect(learned, path) if learned is not None and path else None
+    return _boundaries(frames, found)[0]
 
 
 def _boundaries(
-    frames: list[dict[str, Any]], learned: ShotModel | None
+    frames: list[dict[str, Any]], learned: list[shots_learned.Transition] | None
 ) -> tuple[list[tuple[int, dict[str, Any]]], list[int]]:
-    """`scene_boundaries` and the cuts only the learned detector found."""
+    """`scene_boundaries` and the scene starts only the learned detector found (`learned`: its
+    transitions, `shots_learned.detect`; None: classic only)."""
     n = len(frames)
     scores = np.array([f["score"] or 0.0 for f in frames])
     raw = kf.adaptive_cuts(scores)
@@ -522,41 +525,45 @@ def _boundaries(
             spans.append((tr.start, tr.end))
     added: list[int] = []
     if learned is not None:
-        added = _learned_cuts(frames, thumbs, learned, sorted(bounds), spans)
-        for c in added:
-            bounds[c] = {"kind": "cut", "start_frame": c, "end_frame": c}
-    return [(0, first)] + sorted(bounds.items()), added
+        for tr in _learned_boundaries(frames, learned, sorted(bounds), spans):
+            bounds[tr.boundary] = (
+                {"kind": "cut", "start_frame": tr.boundary, "end_frame": tr.boundary}
+                if tr.kind == "cut"
+                else {"kind": "dissolve", "start_frame": tr.start, "end_frame": tr.end}
+            )
+            added.append(tr.boundary)
+    return [(0, first)] + sorted(bounds.items()), sorted(added)
 
 
-def _learned_cuts(
+def _learned_boundaries(
     frames: list[dict[str, Any]],
-    thumbs: np.ndarray,
-    learned: ShotModel,
+    learned: list[shots_learned.Transition],
     found: list[int],
     spans: list[tuple[int, int]],
-) -> list[int]:
-    """Hard cuts the learned detector adds to the classic ones `found` (scene starts after frame 0).
+) -> list[shots_learned.Transition]:
+    """The learned detector's transitions that add to the classic scene starts `found` (after frame 0).
 
-    A frame counts when its probability is a local peak above `shots_learned.THRESHOLD`, it is not
-    in or beside a fade, dissolve or wipe the classic detector found (`spans`: the network was
-    trained on hard cuts, and the middle of a gradual transition can look like one), it is not a
-    flash, and it is at least LEARNED_MIN_GAP frames from every scene start already there (the
-    classic detector's own shortest shot: a peak next to a cut is the same cut, a frame late).
-    The strongest peaks are taken first. The classic boundaries are never removed or moved.
+    One counts when it is not in or beside a fade, dissolve or wipe the classic detector found
+    (`spans`: the same transition, which the classic detector places and labels more finely), a cut
+    is not a flash, and it is at least LEARNED_MIN_GAP frames from every scene start already there
+    (the classic detector's own shortest shot: a boundary next to a cut is the same cut, a frame
+    off). The classic boundaries are never removed or moved.
     """
-    probs = shots_learned.cut_probabilities(learned, thumbs)
+    n = len(frames)
     taken = [0, *found]
     added = []
-    for c in sorted(shots_learned.cut_peaks(probs), key=lambda i: (-probs[i], i)):
-        if any(a - 1 <= c <= b + 1 for a, b in spans):
+    for tr in learned:
+        if not 0 < tr.boundary < n:
             continue
-        if any(abs(c - b) < LEARNED_MIN_GAP for b in taken):
+        if any(a - 1 <= tr.boundary <= b + 1 or (tr.start <= b and a <= tr.end) for a, b in spans):
             continue
-        if _is_flash(frames, c):
+        if any(abs(tr.boundary - b) < LEARNED_MIN_GAP for b in taken):
             continue
-        taken.append(c)
-        added.append(c)
-    return sorted(added)
+        if tr.kind == "cut" and _is_flash(frames, tr.boundary):
+            continue
+        taken.append(tr.boundary)
+        added.append(tr)
+    return added
 
 
 def detect_shots(
@@ -565,7 +572,7 @@ def detect_shots(
     """Scene starts and their transitions (as `scene_boundaries`), decoding only what shots need."""
     info = _probe(path)
     r = analyze_range(path, 0, None, size=size or _analysis_size(info), shots_only=True)
-    return scene_boundaries(r["frames"], learned)
+    return scene_boundaries(r["frames"], learned, path)
 
 
 def merge_ranges(
@@ -593,7 +600,10 @@ def merge_ranges(
     size = ranges[0]["size"]
     aspect = size[0] / size[1]
 
-    bounds, learned_cuts = _boundaries(frames, learned)
+    # The learned detector decodes the whole video itself (48x27), so it runs here, once, where
+    # every range has come together.
+    found = shots_learned.detect(learned, path) if learned is not None else None
+    bounds, learned_cuts = _boundaries(frames, found)
     scenes = []
     for k, (s, transition) in enumerate(bounds):
         e = bounds[k + 1][0] if k + 1 < len(bounds) else n
@@ -627,7 +637,9 @@ def merge_ranges(
                 "people_share": 0.0,
                 "text": [],
                 "mood": {},
-                "usable": usable_ranges(fr, s),
+                "usable": (usable := usable_ranges(fr, s)),
+                # Each usable stretch's own camera move: a stretch of a shot can move unlike the whole.
+                "usable_camera": [_stretch_camera(trajectory, a - s, b - s, times) for a, b in usable],
                 # From the key frame's faces and saliency: nodes.vision fills them; null until then.
                 "scale": None,
                 "salient": None,
@@ -679,6 +691,17 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist(), strict=True))
 
 
+def _stretch_camera(trajectory: list, a: int, b: int, times: list[float]) -> dict[str, Any]:
+    """{"motion", "speed"} of frames [a, b) of a shot (indices into its trajectory): the whole shot's
+    rule (kernels.features.classify_camera) on that part of its path."""
+    if b - a < 2:
+        return {"motion": "static", "speed": 0.0}
+    part = trajectory[a:b]
+    step = (times[-1] - times[0]) / max(1, len(times) - 1) if len(times) > 1 else 1 / 30
+    label, speed = kf.classify_camera(part, max(step, 1e-6) * (b - a))
+    return {"motion": label, "speed": round(speed, 5)}
+
+
 def usable_ranges(frames: list[dict[str, Any]], start: int) -> list[list[int]]:
     """[[a, b), ...] absolute frame ranges of the shot whose `frames` begin at frame `start`, with
     no black, frozen or badly blurred frame; stretches under MIN_USABLE_FRAMES are dropped unless
@@ -689,11 +712,12 @@ def usable_ranges(frames: list[dict[str, Any]], start: int) -> list[list[int]]:
 
 
 def _shot_detector(learned: ShotModel | None, note: str | None, added: list[int]) -> dict[str, Any]:
-    """Which shot detectors made the scenes: the classic one always, the learned one when loaded
-    (with the cuts only it found), or why not."""
+    """Which shot detectors made the scenes: the classic one always, the learned one (TransNetV2)
+    when loaded, with where its weights came from and the scene starts only it found, or why not."""
     if learned is None:
         return {"classic": True, "learned": None, "learned_note": note or shots_learned.NO_WEIGHTS}
-    return {"classic": True, "learned": learned.path, "learned_note": note or "", "learned_cuts": added}
+    return {"classic": True, "learned": "transnetv2", "learned_weights": learned.path, "learned_note": note or "",
+            "learned_cuts": added}
 
 
 def _pacing(scenes: list[dict[str, Any]], beats: list[float], duration: float) -> dict[str, Any]:

@@ -663,3 +663,15 @@ def test_a_clip_that_must_be_cropped_and_blown_up_loses_to_one_that_fits():
     # Without sizes (an older plan) the term is simply absent from the choice.
     assert footage.pair_cost(sample["scenes"][0], footage.candidates([make_item("x.mp4", [shot()])])[0],
                              output_fps=24.0).terms["framing"] == 0.0
+
+
+def test_a_usable_stretch_moves_as_the_analysis_measured_it():
+    """A shot that is static as a whole but pans in one usable stretch: that stretch is a pan."""
+    s = shot("static", 0.0, 0, "wide", "warm", 100)
+    s["usable"] = [[0, 40], [50, 100]]
+    s["usable_camera"] = [{"motion": "static", "speed": 0.0}, {"motion": "pan_right", "speed": 0.2}]
+    cands = footage.candidates([make_item("walk.mp4", [s])])
+    assert [c.label for c in cands] == [("static", 0.0), ("pan_right", 0.2)]
+    sample = make_sample([("pan_right", 0.2, 0, "wide", "warm", 40)])
+    src = footage.match(sample, [make_item("walk.mp4", [s])])[0]
+    assert src["in_frame"] >= 50 and src["move"] == "none"

@@ -71,6 +71,10 @@ def test_black_frozen_and_blurred_frames_are_not_usable(defects_clip):
     doc = analysis.analyze(str(defects_clip), transcribe=False)
     (scene,) = doc["scenes"]
     assert close_ranges(scene["usable"], [[4, 41], [49, 70], [76, 100]]), scene["usable"]
+    # Each stretch's own camera move, measured on its part of the path: the shot pans throughout.
+    assert len(scene["usable_camera"]) == len(scene["usable"])
+    assert {c["motion"] for c in scene["usable_camera"]} == {scene["camera"]["motion"]}, scene["usable_camera"]
+    assert all(c["speed"] > 0 for c in scene["usable_camera"])
     # Vision has not run: scale and salient are there, null.
     assert scene["scale"] is None and scene["salient"] is None
     json.dumps(doc, allow_nan=False)
