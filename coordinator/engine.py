@@ -36,7 +36,7 @@ def output_names(options: dict) -> list[str]:
     extra = sorted({EXTRA_FORMATS[f] for f in options.get("formats") or () if EXTRA_FORMATS.get(f)})
     return [*OUTPUT_NAMES, *extra]
 # Bumped when the media analysis changes, so cached analyses of the user's footage are made again.
-MEDIA_ANALYSIS_VERSION = 1
+MEDIA_ANALYSIS_VERSION = 2  # 2: usable_camera per usable stretch
 STAGES = ("analyzing", "planned", "rendering", "assembling", "scoring", "done")
 
 
