@@ -6,7 +6,8 @@
 
 Versions are never rewritten. An undo restores an earlier plan as a new version, so the history
 reads as what happened. Each version edited here records how it came about under its "edit" key:
-{"ops": [...], "request": "...", "base_version": N} for an edit, and {"undo_of": N, "restored": M,
+{"ops": [...], "request": "...", "base_version": N, "changes": [...]} for an edit (and whatever the
+chat adds: "source", "targets"), and {"undo_of": N, "restored": M,
 "base_version": ...} for an undo. `undo` follows "base_version" back, so undoing twice in a row
 takes back two edits rather than undoing the undo.
 """
@@ -83,13 +84,52 @@ class PlanHistory:
             doc["edit"] = dict(edit)
         return self._put(doc)
 
-    def edit(self, ops: Sequence[po.PlanOp], *, request: str | None = None) -> tuple[int, dict[str, Any]]:
-        """Apply `ops` to the latest plan and store the result: (new version, new plan)."""
+    def edit(
+        self,
+        ops: Sequence[po.PlanOp],
+        *,
+        request: str | None = None,
+        note: Mapping[str, Any] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """Apply `ops` to the latest plan and store the result: (new version, new plan).
+
+        The record keeps the changes in words (what `plan_ops.diff` says), so a reader of the new
+        version (the ChatPlan reply, `plan show`) sees what the edit did; `note` adds the chat's
+        context (who proposed the operations, which scenes they named)."""
         base = self.latest_version()
-        new = po.apply(self.get(base), ops)
-        record = {"ops": [op.to_dict() for op in ops], "request": request, "base_version": base}
+        old = self.get(base)
+        new = po.apply(old, ops)
+        record = {
+            "ops": [op.to_dict() for op in ops],
+            "request": request,
+            "base_version": base,
+            "changes": [c.describe() for c in po.diff(old, new)],
+            **dict(note or {}),
+        }
         version = self.commit(new, edit=record)
         return version, self.get(version)
+
+    def conversation(self, turns: int = 6) -> list[dict[str, Any]]:
+        """The chat so far, oldest first: up to `turns` of {"request", "ops", "changes"} for the
+        edits made in words, and {"request": "undo", "restored": M} for undos. What a model is shown
+        and what "and scene 4 too" refers to; it lives in the versions, so it survives restarts."""
+        out: list[dict[str, Any]] = []
+        for v in reversed(self.versions()):
+            edit = self.get(v).get("edit") or {}
+            if edit.get("undo_of") is not None:
+                out.append({"request": "undo", "restored": edit.get("restored"), "version": v})
+            elif edit.get("request") is not None and edit.get("ops") is not None:
+                out.append(
+                    {
+                        "request": edit["request"],
+                        "ops": edit["ops"],
+                        "changes": edit.get("changes") or [],
+                        "version": v,
+                    }
+                )
+            if len(out) >= turns:
+                break
+        return out[::-1]
 
     def undo(self) -> tuple[int, dict[str, Any]]:
         """Take back the latest edit: the plan it was made from becomes a new version."""

@@ -672,7 +672,7 @@ class SetMusic(PlanOp):
     doc: ClassVar[str] = (
         "Change the music of the whole video: an absolute tempo_bpm or a tempo_factor (1.1 = 10% "
         "faster), the key (e.g. 'A minor'), the loudness target in LUFS, the provider that makes it "
-        "(local synthesis, elevenlabs) and its model."
+        "(local synthesis, elevenlabs) and its model, and its mood in words (the provider's prompt)."
     )
     tempo_bpm: float | None = _f("beats per minute", None, min=30.0, max=300.0)
     tempo_factor: float | None = _f("tempo multiplier", None, min=0.25, max=4.0)
@@ -685,15 +685,21 @@ class SetMusic(PlanOp):
         form="a lower-case name like 'elevenlabs'",
     )
     model: str | None = _f("model name at that provider", None, min_len=1, max_len=100)
+    mood: str | None = _f(
+        "the music's mood or style in words, e.g. 'tense horror drones' (the music provider's prompt)",
+        None,
+        min_len=1,
+        max_len=300,
+    )
 
     def _check(self) -> None:
         if self.tempo_bpm is not None and self.tempo_factor is not None:
             raise InputError(f"{self.name}: give tempo_bpm or tempo_factor, not both")
         if self.model is not None and self.provider is None:
             raise InputError(f"{self.name}: a model needs the provider it belongs to")
-        if all(getattr(self, k) is None for k in ("tempo_bpm", "tempo_factor", "key", "lufs", "provider")):
+        if all(getattr(self, k) is None for k in ("tempo_bpm", "tempo_factor", "key", "lufs", "provider", "mood")):
             raise InputError(
-                f"{self.name}: give at least one of tempo_bpm, tempo_factor, key, lufs, provider"
+                f"{self.name}: give at least one of tempo_bpm, tempo_factor, key, lufs, provider, mood"
             )
 
     def _apply(self, plan: dict) -> None:
@@ -716,6 +722,9 @@ class SetMusic(PlanOp):
             # The provider's default model unless one is given: another provider's model means nothing to it.
             music["provider"] = self.provider
             music["model"] = self.model or ""
+        if self.mood is not None:
+            # The node's music request reads plan["music"]["prompt"] (nodes/runtime.py render_audio).
+            music["prompt"] = self.mood
 
 
 @dataclass(frozen=True)

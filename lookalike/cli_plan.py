@@ -2,8 +2,11 @@
 
 Works on DIR/plan.json locally (no farm needed): `edit` turns the request into plan operations
 (an LLM provider when ANTHROPIC_API_KEY or OPENAI_API_KEY is set, else the local parser), shows
-them, applies them and writes plan.json atomically, keeping the previous version as
-plan.v{N}.json. `--undo` takes the last edit back, `--diff` shows what changed between versions.
+them and the changes they make, asks on a terminal (`--yes` does not ask, `--dry-run` writes
+nothing), applies them and writes plan.json atomically, keeping the previous version as
+plan.v{N}.json, then shows what changed. "undo that" or `--undo` takes the last edit back, "and
+scene 4 too" repeats it elsewhere (the conversation lives in the versions), `--diff` shows what
+changed between versions.
 Re-rendering the affected scenes is the farm's job (the ChatPlan/UpdateScenes RPCs).
 """
 
@@ -44,6 +47,12 @@ def add_commands(subparsers: Any) -> None:
     )
     e.add_argument("--ops", help="apply these operations (a JSON list) instead of a request in words")
     e.add_argument("--dry-run", action="store_true", help="show the operations and changes, write nothing")
+    e.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="apply without asking (asked only on a terminal; the changes are always shown first)",
+    )
     e.add_argument(
         "--provider",
         choices=("auto", "local", "anthropic", "openai"),
@@ -223,7 +232,6 @@ def _versions(spec: str, history) -> tuple[int, int]:
 
 
 def cmd_plan_edit(args) -> int:
-    from lookalike.coordinator import chat
     from lookalike.coordinator import plan_ops as po
 
     history = _history(args.dir)
@@ -250,13 +258,9 @@ def cmd_plan_edit(args) -> int:
         _print_changes(before, after)
         return 0
     plan = history.get()
-    if args.ops:
-        ops, source = po.ops_from_json(args.ops), "--ops"
-    else:
-        proposal = chat.propose_detailed(plan, args.request, provider=_provider(args))
-        ops, source = proposal.ops, proposal.source
-        if proposal.fallback_reason:
-            print(f"note: {proposal.fallback_reason}; used the local parser", file=sys.stderr)
+    if args.request:
+        return _chat(args, history)
+    ops, source = po.ops_from_json(args.ops), "--ops"
     print(f"operations ({source}):")
     for k, op in enumerate(ops, 1):
         print(f"  {k}. {op.describe()}")
@@ -269,6 +273,53 @@ def cmd_plan_edit(args) -> int:
     version, after = history.edit(ops, request=args.request or args.ops)
     print(f"plan.json is version {version} (version {base} kept as plan.v{base}.json)")
     _print_changes(plan, after)
+    return 0
+
+
+def _analysis(folder: str) -> dict | None:
+    """DIR/analysis.json when the remake left one: its captions and objects name scenes in chat."""
+    path = Path(folder) / "analysis.json"
+    try:
+        doc = json.loads(path.read_text()) if path.exists() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _chat(args, history) -> int:
+    """A request in words: the operations and their diff first, then (unless --dry-run, or a
+    terminal user says no) the new version and what it changed."""
+    from lookalike.coordinator import chat
+    from lookalike.coordinator import plan_ops as po
+
+    def confirm(preview) -> bool:
+        print(preview.reply())
+        if args.dry_run or args.yes or not sys.stdin.isatty():
+            return True
+        return input("apply these changes? [y/N] ").strip().lower() in ("y", "yes")
+
+    result = chat.chat_edit(
+        history,
+        args.request,
+        provider=_provider(args),
+        analysis=_analysis(args.dir),
+        dry_run=False,
+        confirm=lambda preview: confirm(preview) and not args.dry_run,
+    )
+    if result.version is None:
+        affected = sorted(po.affected_scenes(result.before, result.after))
+        print("scenes to re-render: " + (", ".join(str(i + 1) for i in affected) if affected else "none"))
+        print("dry run: plan.json unchanged" if args.dry_run else "not applied: plan.json unchanged")
+        return 0
+    if result.proposal.undo:
+        edit = result.after["edit"]
+        print(f"undid version {edit['undo_of']}: plan.json is version {result.version} "
+              f"(the plan of version {edit['restored']})")
+    else:
+        print(f"plan.json is version {result.version} (version {result.version - 1} kept as "
+              f"plan.v{result.version - 1}.json)")
+    print("applied; what changed:")
+    _print_changes(result.before, result.after)
     return 0
 
 

@@ -112,3 +112,32 @@ def test_format_source_of_a_photo_with_a_synthesized_move():
 def test_show_a_plan_without_media_prints_no_source(out, capsys):
     _, text, _ = run(capsys, "show", out)
     assert "source:" not in text and "media:" not in text
+
+
+def test_chat_shows_the_diff_first_then_applies_and_undo_that_restores_exactly(out, capsys):
+    before = json.loads((out / "plan.json").read_text())
+    code, text, _ = run(capsys, "edit", out, "make the first scene darker and more contrasty")
+    assert code == 0
+    preview, applied = text.split("applied; what changed:")
+    assert "operations (local):" in preview and "adjust_grade(scene=scene 1, exposure=-0.3, contrast=0.2)" in preview
+    assert "scene 1: grade.exposure: 0.0 -> -0.3" in preview  # the diff, before anything is written
+    assert "plan.json is version 2" in preview
+    assert "scene 1: grade.exposure: 0.0 -> -0.3" in applied
+    code, text, _ = run(capsys, "edit", out, "and scene 2 too")
+    assert code == 0 and "note: the same as" in text
+    code, text, _ = run(capsys, "edit", out, "undo that")
+    assert code == 0 and "undid version 3" in text
+    code, text, _ = run(capsys, "edit", out, "undo that")
+    assert code == 0 and "plan.json is version 5" in text
+    after = json.loads((out / "plan.json").read_text())
+    strip = lambda p: {k: v for k, v in p.items() if k not in ("version", "edit")}  # noqa: E731
+    assert strip(after) == strip(before)
+
+
+def test_chat_dry_run_and_a_refusal_that_names_the_words(out, capsys):
+    code, text, _ = run(capsys, "edit", out, "make it feel more like a horror movie", "--dry-run")
+    assert code == 0 and "'horror' is a preset" in text and "set_music(tempo_factor=0.85" in text
+    assert "music.prompt" in text and "dry run: plan.json unchanged" in text
+    assert not (out / "plan.v1.json").exists()
+    code, _, err = run(capsys, "edit", out, "make it sing")
+    assert code == 2 and "does not know the word 'sing'" in err and "did you mean" in err

@@ -508,3 +508,29 @@ def test_summary_and_tools_carry_the_footage(footage):
     assert first["source"]["media"] == BEACH and first["source"]["runner_ups"] == [PHOTO, CAT]
     names = {t["name"] for t in chat.AnthropicProvider.tools(None)}  # type: ignore[arg-type]
     assert {"use_media", "swap_sources", "exclude_media", "include_media"} <= names
+
+
+def test_chat_edit_on_a_store_history_shows_the_diff_then_undo_restores_exactly(tmp_path):
+    from lookalike.coordinator.plan_history import StoreHistory
+    from lookalike.coordinator.state import open_state
+    from synth import tiny_analysis
+
+    first = planner.make_plan(tiny_analysis({"tempo_bpm": 120.0}, cuts=(48, 96)), seed=3)
+    state = open_state(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        project = state.create_project("acme", "remake", {})
+        state.put_document(project.id, "plan", first)
+        history = StoreHistory(state, project.id)
+        seen = []
+        got = chat.chat_edit(history, "make it feel more like a horror movie", confirm=lambda p: seen.append(p) or True)
+        assert seen[0].version is None and seen[0].changes == got.changes and got.version == 2
+        assert "music.prompt" in seen[0].reply() and history.get()["edit"]["changes"]
+        assert chat.chat_edit(history, "and the last scene too", dry_run=True).version is None
+        undone = chat.chat_edit(history, "undo that")
+        assert undone.proposal.undo and undone.version == 3
+        strip = lambda p: {k: v for k, v in p.items() if k not in po.META_KEYS}  # noqa: E731
+        assert strip(history.get()) == strip(history.get(1))
+        assert chat.chat_edit(history, "make scene 2 warmer").version == 4
+        assert chat.chat_edit(history, "and scene 3 too").proposal.ops == [po.AdjustGrade(scene=2, temperature=0.1)]
+    finally:
+        state.close()

@@ -46,6 +46,8 @@ def test_edit_undo_restore_and_diff(history, plan):
     v2, p2 = history.edit([po.AdjustGrade(scene=1, temperature=0.1)], request="scene 2 warmer")
     v3, p3 = history.edit([po.SwapScenes(a=0, b=2)], request="swap 1 and 3")
     assert (v2, v3) == (2, 3) and history.versions() == [1, 2, 3]
+    changes = p3["edit"].pop("changes")
+    assert "scene 3 moved to position 1 (s2)" in changes  # the diff in words, kept with the version
     assert p3["edit"] == {
         "ops": [{"op": "swap_scenes", "a": 0, "b": 2}],
         "request": "swap 1 and 3",
