@@ -25,13 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / ".." / "shared" / "media"
 sys.path.insert(0, str(ROOT / "tests"))
 
 import shot_media  # noqa: E402
 from lookalike.kernels import shots as ks  # noqa: E402
-from lookalike.nodes import analysis, media  # noqa: E402
+from lookalike.nodes import analysis, media, shots_learned  # noqa: E402
 
 PYSD_DETECTORS = (
     "ContentDetector",
@@ -97,6 +99,52 @@ def lookalike_boundaries(path: str) -> list[int]:
     return [s for s, _ in analysis.detect_shots(path)[1:]]
 
 
+_MODEL: list = []
+
+
+def transnet_model():
+    """TransNetV2 from the installed wheel, loaded once; None without torch or the package."""
+    if not _MODEL:
+        _MODEL.append(shots_learned.load_shot_model()[0])
+    return _MODEL[0]
+
+
+def transnet_boundaries(path: str) -> list[int]:
+    """TransNetV2 alone: its own 48x27 decode, single-frame cuts and many-hot gradual transitions."""
+    return [t.boundary for t in shots_learned.detect(transnet_model(), path)]
+
+
+def combined_boundaries(path: str) -> list[int]:
+    """The classic detector with TransNetV2's boundaries added (what analysis runs with torch)."""
+    return [s for s, _ in analysis.detect_shots(path, learned=transnet_model())[1:]]
+
+
+OURS = {"classic": lookalike_boundaries, "transnetv2": transnet_boundaries, "combined": combined_boundaries}
+
+
+def split_f1(found: list[int], truth: list[int], tolerances: list[int]) -> tuple[float | None, float | None]:
+    """F1 on the hard cuts (tolerance 1) and on the gradual transitions (wider tolerance) apart; a
+    found boundary counts against the kind of the truth it is nearest (None: no truth of that kind)."""
+    out = []
+    for want_cut in (True, False):
+        t = [f for f, tol in zip(truth, tolerances, strict=True) if (tol <= 1) == want_cut]
+        tols = [tol for tol in tolerances if (tol <= 1) == want_cut]
+        if not t:
+            out.append(None)
+            continue
+        mine = [
+            f
+            for f in found
+            if not truth
+            or (
+                min(range(len(truth)), key=lambda k: abs(truth[k] - f))
+                in [k for k, tol in enumerate(tolerances) if (tol <= 1) == want_cut]
+            )
+        ]
+        out.append(ks.boundary_f1(mine, t, tols)[2])
+    return out[0], out[1]
+
+
 def pysd_boundaries(path: str, detector: str, times: list[float]) -> list[int]:
     import scenedetect
 
@@ -137,21 +185,54 @@ def run(clips: list[dict]) -> list[dict]:
         path = str(clip["path"])
         times = frame_times(path)
         row: dict = {"clip": clip["name"], "truth": clip["frames"]}
-        t_ours, found = timed(lookalike_boundaries, path)
-        row["lookalike"] = {
-            "found": found,
-            "f1": ks.boundary_f1(found, clip["frames"], clip["tolerances"])[2],
-        }
-        row["time_lookalike_s"] = t_ours
+        n = len(times)
+        for name, fn in OURS.items():
+            if name != "classic" and transnet_model() is None:
+                continue
+            t_ours, found = timed(fn, path, repeat=1 if name != "classic" else 2)
+            cut, grad = split_f1(found, clip["frames"], clip["tolerances"])
+            row["lookalike" if name == "classic" else name] = {
+                "found": found,
+                "f1": ks.boundary_f1(found, clip["frames"], clip["tolerances"])[2],
+                "f1_cut": cut,
+                "f1_gradual": grad,
+                "fps": round(n / t_ours, 1),
+            }
+            if name == "classic":
+                row["time_lookalike_s"] = t_ours
         row["time_decode_s"], _ = timed(decode_only, path)
         if have_pysd:
             for det in PYSD_DETECTORS:
                 t_det, f = timed(pysd_boundaries, path, det, times)
-                row[det] = {"found": f, "f1": ks.boundary_f1(f, clip["frames"], clip["tolerances"])[2]}
+                cut, grad = split_f1(f, clip["frames"], clip["tolerances"])
+                row[det] = {
+                    "found": f,
+                    "f1": ks.boundary_f1(f, clip["frames"], clip["tolerances"])[2],
+                    "f1_cut": cut,
+                    "f1_gradual": grad,
+                    "fps": round(n / t_det, 1),
+                }
                 if det == "ContentDetector":
                     row["time_content_s"] = t_det
         rows.append(row)
     return rows
+
+
+def report_split(rows: list[dict]) -> None:
+    """F1 on cuts / on gradual transitions and frames per second, per clip and detector."""
+    names = [k for k in ("lookalike", "transnetv2", "combined", *PYSD_DETECTORS) if k in rows[0]]
+    fmt = lambda v: "   -" if v is None else f"{v:4.2f}"  # noqa: E731
+    print(f"{'clip':22s} " + " ".join(f"{k.replace('Detector', '')[:14]:>16s}" for k in names))
+    print(f"{'':22s} " + " ".join(f"{'cut grad   fps':>16s}" for _ in names))
+    for r in rows:
+        print(
+            f"{r['clip']:22s} "
+            + " ".join(f"{fmt(r[k]['f1_cut'])} {fmt(r[k]['f1_gradual'])} {r[k]['fps']:6.0f}" for k in names)
+        )
+    for k in names:
+        cuts = [r[k]["f1_cut"] for r in rows if r[k]["f1_cut"] is not None]
+        grads = [r[k]["f1_gradual"] for r in rows if r[k]["f1_gradual"] is not None]
+        print(f"mean {k:20s} cut F1 {np.mean(cuts):.3f}  gradual F1 {np.mean(grads):.3f}")
 
 
 def report(rows: list[dict]) -> None:
@@ -189,6 +270,8 @@ def main() -> None:
             clips = [c for c in clips if c["name"] in args.clips]
         rows = run(clips)
     report(rows)
+    print()
+    report_split(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -192,9 +192,13 @@ class Client:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                for chunk in self._call(lambda: list(self._stub.Download(
-                        coordinator_pb2.DownloadRequest(project_id=project_id, name=name)))):
-                    f.write(chunk.data)
+                # Chunk by chunk to the file: memory is one chunk, whatever the output's size.
+                stream = self._stub.Download(coordinator_pb2.DownloadRequest(project_id=project_id, name=name))
+                try:
+                    for chunk in stream:
+                        f.write(chunk.data)
+                except grpc.RpcError as exc:
+                    raise self._mapped(exc) from None
             os.replace(tmp, dest)
         except BaseException:
             if os.path.exists(tmp):
@@ -209,13 +213,15 @@ class Client:
                max_rounds: int = 0, formats: tuple[str, ...] = (), resolution: str = "", aspect: str = "",
                media: list[str | os.PathLike] | tuple = (), music: str | os.PathLike | None = None,
                script: str | os.PathLike | None = None, text: tuple[str, ...] | list[str] = (),
-               keep_media_audio: bool = False, on_skip: Callable[[str, str], None] | None = None) -> Project:
+               keep_media_audio: bool = False, on_skip: Callable[[str, str], None] | None = None,
+               loudness: str = "") -> Project:
         """Start a remake and return at once.
 
         `media`: the user's clips and photos, files or folders (walked recursively; see client.media):
         the remake is cut from them (docs/footage.md). `music`: the user's track; `script`: a text file
         whose lines become the voice-over; `text`: on-screen lines in order. `on_skip(name, reason)`
-        hears of every file left out before upload (the coordinator reports the ones it refuses)."""
+        hears of every file left out before upload (the coordinator reports the ones it refuses).
+        `loudness`: the sound's integrated loudness, "" (-14 LUFS), "sample" or a level like "-16"."""
         skipped: list = []
 
         def heard(name: str, reason: str) -> None:
@@ -227,7 +233,7 @@ class Client:
             sample, subject=subject, name=name, keep_audio=keep_audio, keep_video=keep_video, seed=seed,
             chunk_frames=chunk_frames, priority=priority, require=require, target=target, max_rounds=max_rounds,
             formats=formats, resolution=resolution, aspect=aspect, media=media, music=music, script=script,
-            text=text, keep_media_audio=keep_media_audio, on_skip=heard)
+            text=text, keep_media_audio=keep_media_audio, on_skip=heard, loudness=loudness)
         try:
             return Project._of(self._call(self._stub.Remake, request))
         except InputError as exc:
@@ -239,7 +245,7 @@ class Client:
     def _request(self, sample, *, subject=None, name=None, keep_audio=False, keep_video=False, seed=0,
                  chunk_frames=0, priority=0, require=(), target=0.0, max_rounds=0, formats=(), resolution="",
                  aspect="", media=(), music=None, script=None, text=(), keep_media_audio=False,
-                 on_skip=None) -> coordinator_pb2.RemakeRequest:
+                 on_skip=None, loudness="") -> coordinator_pb2.RemakeRequest:
         from lookalike.client.media import collect_media
 
         files, skipped = collect_media(list(media)) if media else ([], [])
@@ -266,7 +272,8 @@ class Client:
                                                   chunk_frames=chunk_frames, require=list(require),
                                                   target=target, max_rounds=max_rounds, formats=list(formats),
                                                   resolution=resolution, aspect=aspect, text=list(text),
-                                                  script=words, keep_media_audio=keep_media_audio),
+                                                  script=words, keep_media_audio=keep_media_audio,
+                                                  loudness=str(loudness or "")),
         )
 
     def submit_batch(self, items: list[dict]) -> list[Project]:

@@ -9,7 +9,8 @@ node may register (the embedded farm needs nothing). Configured, it is enforced 
   bucket (RESOURCE_EXHAUSTED when empty); a NodeRegistry call needs the node token. Each node's
   Node service is guarded the same way by `lookalike.grpcutil.NodeTokenGuard` (nodes never import
   the coordinator).
-  Health and reflection stay open for probes and tools.
+  Health stays open for probes; reflection is behind the token like the API (the coordinator passes
+  it among `public`), and behind the node token on nodes.
 - `CoordinatorServicer` asks `Auth.tenant(context)` itself (so a servicer without the interceptor is
   no way in) and scopes every project and upload to that tenant.
 
@@ -38,6 +39,8 @@ MIN_TOKEN_CHARS = 16
 _TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _ID = re.compile(r"[0-9a-f]{32}")
 PUBLIC_SERVICE = "lookalike.v1.Coordinator"
+# Reflection on the coordinator's public port is behind the tenant token (when tokens are on), like the API.
+REFLECTION_SERVICE = "grpc.reflection.v1alpha.ServerReflection"
 NODE_SERVICES = ("lookalike.v1.NodeRegistry", "lookalike.v1.Node")
 
 

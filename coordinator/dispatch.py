@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 import ray
 
-from lookalike.errors import CancelledError, JobError, StoreError
+from lookalike.errors import CancelledError, JobError, LookalikeError, StoreError
 from lookalike.obs import ATTEMPTS, JOB_SECONDS, JOBS, NODES, QUEUE_DEPTH, QUEUE_WAIT, get_logger
 
 log = get_logger("dispatch")
 
 # Codes after which the same job may well succeed on another try or another node.
+WAITING_STAGE = "waiting for nodes"
 TRANSIENT = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "UNKNOWN", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED"}
 # What the gateway answers when a node says the segment store failed under it (S3 errors, a full disk):
 # nobody's fault on our side, so the attempt is not charged, the node not blamed, and the project pauses.
@@ -297,6 +298,23 @@ class Dispatcher:
         return shares.get(project_id, 0)
 
     # -- running jobs -------------------------------------------------------------------------
+    def _show_waiting(self, project_id: str, stage: str | None, waiting: bool) -> str | None:
+        """While no node is alive, `status` says so (stage `waiting for nodes`, the reason in the
+        project's error) instead of a silent `rendering`; the project does not fail, and shows its
+        stage again once a node takes a job. Returns the stage to restore (None: not waiting)."""
+        try:
+            p = self.state.get_project(project_id)
+            if waiting:
+                self.state.set_project_state(project_id, p.state, stage=WAITING_STAGE, error=(
+                    f"waiting: no node is alive (none has sent a heartbeat for {self.node_timeout_s:.0f} s); "
+                    "the work resumes when a node registers (start one with `lookalike node --coordinator ...`)"))
+                return p.stage or p.state.value
+            if p.stage == WAITING_STAGE:
+                self.state.set_project_state(project_id, p.state, stage=stage, error=None)
+        except LookalikeError as exc:  # a state store outage: the engine pauses the project its own way
+            log.warning("waiting_not_shown", project=project_id, error=str(exc))
+        return None
+
     def run(
         self,
         project_id: str,
@@ -322,6 +340,7 @@ class Dispatcher:
                            hint="add a node with that capability (lookalike node --capabilities ...) or drop the requirement")
         inflight: dict = {}
         since = time.time()
+        stranded: str | None = None  # the stage the project showed before it said it waits for nodes
         try:
             while True:
                 if cancelled is not None and cancelled.is_set():
@@ -368,9 +387,13 @@ class Dispatcher:
                         self._stalled.add(project_id)
                     elif started:
                         self._stalled.discard(project_id)
+                if started and stranded is not None:
+                    stranded = self._show_waiting(project_id, stranded, False)
                 if not inflight:
                     if not self.alive_nodes():
-                        log.warning("no_nodes_alive", project=project_id)
+                        if stranded is None:
+                            log.warning("no_nodes_alive", project=project_id)
+                            stranded = self._show_waiting(project_id, None, True)
                     with self._lock:
                         self._changed.wait(0.2)
                     continue

@@ -256,7 +256,7 @@ class Engine:
     def _current_plan(self, project_id: str, analysis: dict, opts: dict, cancelled=None) -> tuple[int, dict]:
         versions = self.state.document_versions(project_id, "plan")
         if not versions:
-            plan = planner.make_plan(analysis, seed=int(opts.get("seed") or 0))
+            plan = planner.make_plan(analysis, seed=int(opts.get("seed") or 0), loudness=opts.get("loudness"))
             if opts.get("media"):
                 self._mark(project_id, "analyzing_media")
                 media = self._analyze_media(project_id, opts, cancelled)

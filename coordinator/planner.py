@@ -20,6 +20,21 @@ is strong, stands alone, and is neither speech nor part of a rhythm:
 The time is the onset's measured attack (`attack_s`, nodes.onset_spectrum), else its envelope time.
 The kind comes from what arrives there (`centroid_hz`): under SFX_BRIGHT_HZ a low thump, the
 `hit`; above, a bright transient, the `click`.
+
+The music entry (`make_plan`'s "music") holds what the remake's music follows:
+
+- `loudness_target`: the integrated loudness of the final mix. Absent or None: -14 LUFS
+  (LOUDNESS_DEFAULT_LUFS, the streaming norm); "sample": the sample's measured `lufs`; a number:
+  that many LUFS (`parse_loudness` reads the --loudness option). The true peak is always <= -1 dBTP.
+- `envelope`: the sample's short-term loudness (3 s windows) every `hop_s`, in LUFS; the music's
+  gain follows its shape (nodes.music), whatever the target level.
+- `sections`: [{start_s, end_s, role, level_lu}] cut where the sample's loudness changes by
+  SECTION_JUMP_LU or more (moved onto a scene boundary within SECTION_SNAP_S), each named from
+  its level against the loudest: `intro`, `build` (climbing into a louder one), `drop`, `break`,
+  `outro` (`music_sections`).
+- `descriptors`: the analysis' (brightness, percussiveness, bass share, onset rate, pulse);
+  `style`: the groove and instruments picked from them (`music_style`), and `prompt`: the same in
+  words, for a provider that takes text (genre, mood, instruments, tempo, key, structure).
 """
 
 from __future__ import annotations
@@ -38,6 +53,14 @@ SFX_SPEECH_MARGIN_S = 0.05  # an onset's envelope time can lead the speech segme
 SFX_MIN_GAP_S = 0.25
 SFX_MAX_PER_MINUTE = 60
 SFX_BRIGHT_HZ = 1500.0
+
+LOUDNESS_DEFAULT_LUFS = -14.0
+LOUDNESS_RANGE_LUFS = (-40.0, -5.0)
+SECTION_JUMP_LU = 6.0
+SECTION_MIN_S = 4.0
+SECTION_SNAP_S = 1.5
+STEP_LEAD_S = 1.0
+_DROP_LU = 3.0  # a section within this of the loudest is a drop
 
 
 def scene_seed(project_seed: int, index: int) -> int:
@@ -134,12 +157,14 @@ def _scene_sfx(events: list[dict[str, Any]], start_s: float, end_s: float) -> li
 
 
 def make_plan(
-    analysis: dict, *, seed: int = 0, provider: str = "local", music_provider: str | None = None
+    analysis: dict, *, seed: int = 0, provider: str = "local", music_provider: str | None = None,
+    loudness: float | str | None = None,
 ) -> dict:
     """The first plan of a project: every scene keeps the sample's duration, cut, camera and colour;
-    sound effects at the sample's (`sfx_events`); music at the sample's tempo, key and loudness from
-    `music_provider` (None: the rendering node's configured one, LOOKALIKE_MUSIC_PROVIDER, local
-    unless set)."""
+    sound effects at the sample's (`sfx_events`); music at the sample's tempo and key, following its
+    loudness envelope, sections and sound (module doc), from `music_provider` (None: the rendering
+    node's configured one, LOOKALIKE_MUSIC_PROVIDER, local unless set). `loudness`: the mix's
+    integrated target (`parse_loudness`'s value; None: -14 LUFS)."""
     source = analysis["source"]
     audio = analysis.get("audio") or {}
     fps = float(source["fps"])
@@ -191,16 +216,164 @@ def make_plan(
         },
         # Like a scene's provider/model: who makes the music (local, elevenlabs; None: the node's
         # setting) and the model ("": the provider's default); fallback in the node's order.
-        "music": {
-            "tempo_bpm": audio.get("tempo_bpm"),
-            "key": audio.get("key"),
-            "lufs": audio.get("lufs"),
-            "provider": music_provider,
-            "model": "",
-        },
+        "music": _music_entry(audio, scenes, source.get("duration_s"), music_provider, loudness),
         "scenes": scenes,
         "next_scene_id": len(scenes),
     }
+
+
+def parse_loudness(option: str | float | None) -> float | str | None:
+    """The --loudness option as the plan holds it: None (the -14 LUFS default), "sample", or LUFS.
+
+    Takes "", "sample", "-16", "-16 LUFS"; a level outside LOUDNESS_RANGE_LUFS raises InputError."""
+    from lookalike.errors import InputError
+
+    if option is None or (isinstance(option, str) and not option.strip()):
+        return None
+    if isinstance(option, str):
+        text = option.strip().lower().removesuffix("lufs").strip()
+        if text == "sample":
+            return "sample"
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(f"--loudness {option!r} is neither 'sample' nor a level in LUFS",
+                             hint="write e.g. --loudness -14, --loudness -16 or --loudness sample") from None
+    else:
+        value = float(option)
+    lo, hi = LOUDNESS_RANGE_LUFS
+    if not lo <= value <= hi:
+        raise InputError(f"--loudness {value:g} LUFS is outside {lo:g} to {hi:g} LUFS",
+                         hint="streaming services play at -14 LUFS, broadcast at -23 or -24")
+    return value
+
+
+def _music_entry(audio: dict, scenes: list[dict], duration_s: float | None, provider: str | None,
+                 loudness: float | str | None) -> dict:
+    out: dict[str, Any] = {
+        "tempo_bpm": audio.get("tempo_bpm"),
+        "key": audio.get("key"),
+        "lufs": audio.get("lufs"),
+        "provider": provider,
+        "model": "",
+    }
+    if loudness is not None:
+        out["loudness_target"] = loudness
+    env = audio.get("loudness_envelope") or {}
+    desc = audio.get("descriptors")
+    if not env.get("lufs") or not desc:
+        return out  # an analysis from before envelopes: the music is the plain groove
+    total = float(duration_s or len(env["lufs"]) * float(env["hop_s"]))
+    starts = [float(s["start_s"]) for s in scenes[1:] if s.get("start_s") is not None]
+    sections = music_sections(env, starts, total)
+    style = music_style(desc, audio.get("tempo_bpm"), audio.get("key"))
+    out.update(envelope=copy.deepcopy(env), sections=sections, descriptors=dict(desc), style=style,
+               prompt=music_prompt(style, sections, audio.get("tempo_bpm"), audio.get("key")))
+    return out
+
+
+def music_sections(envelope: dict, boundaries_s: list[float], duration_s: float) -> list[dict]:
+    """The sample's sections from its loudness envelope and scene boundaries (module doc)."""
+    hop = float(envelope["hop_s"])
+    lufs = [max(-70.0, float(v)) for v in envelope["lufs"]]
+    n = len(lufs)
+    span = max(1, int(round(2.0 / hop)))  # the level two seconds either side of each point
+
+    def mean(a: int, b: int) -> float:
+        part = lufs[max(0, a) : min(n, b)]
+        return sum(part) / len(part) if part else -70.0
+
+    jumps = [(mean(i, i + span) - mean(i - span, i), i) for i in range(1, n)]
+    cuts: list[float] = []
+    for jump, i in sorted(jumps, key=lambda j: -abs(j[0])):
+        if abs(jump) < SECTION_JUMP_LU:
+            break
+        # A 3 s window hears a loud stretch from the moment its edge reaches it: the curve rises about
+        # a second before the sound does and falls about a second after (measured on steps of 10 to
+        # 30 LU), so the section starts that far after a rise's midpoint, before a fall's.
+        t = (i - 0.5) * hop + (STEP_LEAD_S if jump > 0 else -STEP_LEAD_S)
+        near = [b for b in boundaries_s if abs(b - t) <= SECTION_SNAP_S]
+        t = min(near, key=lambda b: abs(b - t)) if near else t
+        if SECTION_MIN_S <= t <= duration_s - SECTION_MIN_S and all(abs(t - c) >= SECTION_MIN_S for c in cuts):
+            cuts.append(t)
+    edges = [0.0, *sorted(cuts), float(duration_s)]
+    levels = [mean(int(round(a / hop)), max(int(round(a / hop)) + 1, int(round(b / hop))))
+              for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    peak = max(levels)
+    out = []
+    for k, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        rel = levels[k] - peak
+        if rel >= -_DROP_LU:
+            role = "drop"
+        elif k == 0:
+            role = "intro"
+        elif k == len(levels) - 1:
+            role = "outro"
+        elif levels[k + 1] - levels[k] >= _DROP_LU and _rises(lufs, a / hop, b / hop, span):
+            role = "build"
+        else:
+            role = "break"
+        out.append({"start_s": round(a, 3), "end_s": round(b, 3), "role": role, "level_lu": round(rel, 2)})
+    return out
+
+
+def _rises(lufs: list[float], a: float, b: float, span: int) -> bool:
+    """Whether the envelope climbs across [a, b) (points): its last `span` points _DROP_LU over its first."""
+    i, j = int(round(a)), max(int(round(a)) + 1, int(round(b)))
+    head, tail = lufs[i : min(j, i + span)], lufs[max(i, j - span) : j]
+    return bool(head and tail) and sum(tail) / len(tail) - sum(head) / len(head) >= _DROP_LU
+
+
+def music_style(descriptors: dict, tempo_bpm: float | None, key: str | None) -> dict:
+    """The groove and instruments the sample's descriptors call for (module doc).
+
+    groove: "ambient" (hardly any hits, under 0.5 onsets a second: pads and a soft pulse, no kick),
+    "half_time" (sparse hits or under 95 BPM: kick on 1, snare on 3), "four_on_floor" (>= 115 BPM
+    and percussive), else "breakbeat" (syncopated kick); bass: "sub" (a sine, where the sample's energy sits in the bass), "saw"
+    (bright samples) or "round"; lead: "arp" (sixteenth-note plucks) for bright or busy samples,
+    "bell" for sparse bright ones, else none; hats per beat from the onset rate; the pad's filter
+    opens with the sample's brightness."""
+    perc = float(descriptors.get("percussiveness") or 0.0)
+    centroid = float(descriptors.get("centroid_hz") or 0.0)
+    bass = float(descriptors.get("bass_share") or 0.0)
+    onsets = float(descriptors.get("onset_rate_per_s") or 0.0)
+    tempo = float(tempo_bpm or 120.0)
+    if onsets < 0.5 or (perc < 0.2 and onsets < 1.0):
+        groove = "ambient"
+    elif onsets < 2.0 or tempo < 95.0:
+        groove = "half_time"
+    elif tempo >= 115.0 and perc >= 0.3:
+        groove = "four_on_floor"
+    else:
+        groove = "breakbeat"
+    return {
+        "groove": groove,
+        "bass": "sub" if bass >= 0.45 else "saw" if centroid >= 2000.0 else "round",
+        "lead": "arp" if centroid >= 2200.0 or onsets >= 3.0 else "bell" if centroid >= 1200.0 else "none",
+        "hats_per_beat": 4 if onsets >= 6.0 else 2 if onsets >= 2.0 or perc >= 0.3 else 1,
+        "pad_cutoff_hz": round(min(6000.0, max(500.0, 1.2 * centroid)), 1),
+        "minor": bool(key and ("m" in key.split()[-1].lower() and "maj" not in key.lower())),
+    }
+
+
+_GENRES = {"ambient": "ambient", "four_on_floor": "house", "half_time": "cinematic downtempo",
+           "breakbeat": "breakbeat"}
+
+
+def music_prompt(style: dict, sections: list[dict], tempo_bpm: float | None, key: str | None) -> str:
+    """The style and structure in words, for a music provider that takes a text prompt."""
+    mood = "melancholic" if style.get("minor") else "bright"
+    parts = [f"{_GENRES.get(style['groove'], style['groove'])}, {mood}"]
+    instruments = {"sub": "deep sub bass", "saw": "gritty saw bass", "round": "warm bass"}[style["bass"]]
+    lead = {"arp": ", plucked arpeggios", "bell": ", soft bells", "none": ""}[style["lead"]]
+    parts.append(f"{instruments}, pads{lead}" + (", no drums" if style["groove"] == "ambient" else ""))
+    if tempo_bpm:
+        parts.append(f"{float(tempo_bpm):.0f} BPM" + (f" in {key}" if key else ""))
+    words = {"intro": "intro", "build": "build-up", "drop": "full drop", "break": "breakdown", "outro": "quiet outro"}
+    if sections:
+        parts.append("structure: " + ", then ".join(
+            f"{words.get(s['role'], s['role'])} {s['start_s']:.0f}-{s['end_s']:.0f} s" for s in sections))
+    return "; ".join(parts)
 
 
 def range_jobs(plan: dict, chunk_frames: int, max_attempts: int) -> list[dict]:

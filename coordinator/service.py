@@ -6,6 +6,7 @@ do not exist for it (NOT_FOUND, the same answer as for an id never given out).""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -16,12 +17,22 @@ import time
 import uuid
 
 import grpc
-from lookalike.coordinator.auth import Auth, AuthInterceptor, LimitError, RateLimiter, check_id, clean_label
+from lookalike.coordinator.auth import (
+    PUBLIC_SERVICE,
+    REFLECTION_SERVICE,
+    Auth,
+    AuthInterceptor,
+    LimitError,
+    RateLimiter,
+    check_id,
+    clean_label,
+)
 from lookalike.coordinator.engine import EXTRA_FORMATS, OUTPUT_NAMES, Engine, output_names
+from lookalike.coordinator.planner import parse_loudness
 from lookalike.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 
 from lookalike.errors import InputError, LookalikeError, NotFoundError
-from lookalike.grpcutil import make_server, mapped, server_tls
+from lookalike.grpcutil import KIB, MIB, Limits, make_control_server, make_server, mapped, server_tls
 from lookalike.obs import get_logger, init_coordinator_metrics, serve_metrics
 
 log = get_logger("coordinator")
@@ -32,6 +43,50 @@ CODECS = ("libx264", "libx265", "libvpx-vp9", "libaom-av1")
 MAX_PLAN_BYTES = 8 << 20
 MAX_BATCH = 256
 UPLOAD_KINDS = ("sample", "subject", "media", "music")
+MAX_JSON_DEPTH = 64  # effects, transitions, plans: far shallower; deeper is an attack on the parser
+CONTROL_PORT_KEY = "lookalike-control-port"  # Register's trailing metadata: where heartbeats go
+TERMINAL = ("done", "failed", "cancelled")
+# The largest request message of each method, checked before it is decoded (a message is decoded
+# whole, so this bounds the memory a request can take). Uploads come in 1 MiB chunks.
+_C = "/lookalike.v1.Coordinator/"
+REQUEST_BYTES = {
+    _C + "UploadSample": CHUNK + 64 * KIB,
+    _C + "Remake": 256 * KIB,
+    _C + "SubmitBatch": 4 * MIB,
+    _C + "UpdateScenes": MAX_PLAN_BYTES + 2 * MIB,  # past MAX_PLAN_BYTES the handler says why, in plan words
+    _C + "ApplyEffects": 256 * KIB,
+    _C + "AddTransitions": 256 * KIB,
+    _C + "ChatPlan": 64 * KIB,
+}
+DEFAULT_REQUEST_BYTES = 16 * KIB  # ids, names, small options
+
+
+def request_json(text: str, what: str, *, max_depth: int = MAX_JSON_DEPTH):
+    """JSON from a request: malformed, too deeply nested (which would exhaust the parser's stack, or
+    any code that walks it) or holding NUL is InputError (INVALID_ARGUMENT), never a crash."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{what} is not valid JSON: {str(exc)[:200]}") from None
+    stack = [(doc, 1)]
+    while stack:
+        x, depth = stack.pop()
+        if depth > max_depth:
+            raise InputError(f"{what} is nested more than {max_depth} levels deep: send a flat document")
+        if isinstance(x, dict):
+            stack.extend((v, depth + 1) for v in x.values())
+        elif isinstance(x, list):
+            stack.extend((v, depth + 1) for v in x)
+    return doc
+
+
+def _check_repeated(req: coordinator_pb2.RemakeRequest, max_media: int) -> None:
+    """Repeated fields capped before anything walks them (the message size alone allows ~100k entries)."""
+    o = req.options
+    for name, n, cap in (("formats", len(o.formats), 8), ("require", len(o.require), 16), ("text", len(o.text), 200),
+                         ("media", len(req.media), max_media)):
+        if n > cap:
+            raise LimitError(f"{n} entries in {name}; a remake takes at most {cap}")
 
 
 def _project_msg(p) -> coordinator_pb2.Project:
@@ -43,6 +98,114 @@ def _project_msg(p) -> coordinator_pb2.Project:
     )
 
 
+class WatchHub:
+    """Fans progress events out to every watch of the coordinator from one thread.
+
+    A watch used to be a thread blocked in Engine.watch, which notices a client that left only when it
+    next has an event to send: 200 watches of one quiet project held 200 threads for good. Here a watch
+    is an asyncio queue; this thread copies each watched project's new events (Engine.emit's list, read
+    under its lock) into the queues every POLL_S, and asks the state store every STATE_S whether a
+    quiet project has ended. A watch whose client goes is cancelled where it awaits its queue, at once."""
+
+    POLL_S = 0.1
+    STATE_S = 1.0
+    MAX_BACKLOG = 1000  # events a watch may have unread before it is ended (its client is not reading)
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._subs: dict[str, set] = {}
+        self._seen: dict[str, int] = {}
+        self._checked: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def count(self) -> int:
+        with self._lock:
+            return sum(map(len, self._subs.values()))
+
+    def _join(self, project_id: str, sub) -> None:
+        with self._lock:
+            if project_id not in self._subs:
+                w = self.engine._w(project_id)  # noqa: SLF001 - the engine has no subscription API (yet)
+                with w.cond:
+                    self._seen[project_id] = len(w.events)
+                self._subs[project_id] = set()
+                self._checked[project_id] = time.monotonic()
+            self._subs[project_id].add(sub)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._pump, name="watch-hub", daemon=True)
+                self._thread.start()
+
+    def _leave(self, project_id: str, sub) -> None:
+        with self._lock:
+            subs = self._subs.get(project_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[project_id], self._seen[project_id], self._checked[project_id]
+
+    async def follow(self, project_id: str):
+        """The project's present state, then its events until it ends."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        sub = (loop, queue)
+        self._join(project_id, sub)
+        try:
+            p = await asyncio.to_thread(self.engine.state.get_project, project_id)
+            yield {"project_id": project_id, "stage": p.stage or p.state.value, "done": 0, "total": 0, "message": "",
+                   "state": p.state.value, "time": time.time(), "error": p.error or ""}
+            if p.state.value in TERMINAL:
+                yield _final(p)
+                return
+            while True:
+                ev = await queue.get()
+                if ev is None:
+                    raise LimitError(f"over {self.MAX_BACKLOG} events went unread: watch again and read them")
+                yield ev
+                if ev["state"] in TERMINAL:
+                    return
+        finally:
+            self._leave(project_id, sub)
+
+    def _pump(self) -> None:
+        while not self._stop.wait(self.POLL_S):
+            with self._lock:
+                watched = {pid: list(subs) for pid, subs in self._subs.items()}
+            now = time.monotonic()
+            for pid, subs in watched.items():
+                w = self.engine._w(pid)  # noqa: SLF001
+                with self._lock, w.cond:
+                    if pid not in self._seen:
+                        continue
+                    new = w.events[self._seen[pid]:]
+                    self._seen[pid] = len(w.events)
+                    due = not new and now - self._checked[pid] >= self.STATE_S
+                    if new or due:
+                        self._checked[pid] = now
+                if due:
+                    try:
+                        p = self.engine.state.get_project(pid)
+                    except LookalikeError:  # an outage pauses the watch; it does not end it
+                        continue
+                    if p.state.value in TERMINAL:
+                        new = [_final(p)]
+                for ev in new:
+                    for loop, queue in subs:
+                        loop.call_soon_threadsafe(self._put, queue, ev)
+
+    def _put(self, queue: asyncio.Queue, ev: dict) -> None:
+        queue.put_nowait(None if queue.qsize() >= self.MAX_BACKLOG else ev)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _final(p) -> dict:
+    return {"project_id": p.id, "stage": p.state.value, "done": 1, "total": 1, "message": "",
+            "state": p.state.value, "time": time.time(), "error": p.error or ""}
+
+
 @mapped("Coordinator")
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     def __init__(self, engine: Engine, settings, auth: Auth | None = None) -> None:
@@ -51,11 +214,14 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         self.store = engine.store
         self.settings = settings
         self.auth = auth or Auth.from_settings(settings)
+        self.watches = WatchHub(engine)
 
     # -- uploads and downloads ----------------------------------------------------------------
-    def UploadSample(self, request_iterator, context):
+    async def UploadSample(self, request_iterator, context):
+        """A header, then data chunks: read on the server's event loop (an upload that sends nothing holds
+        no thread, and ends after settings.stream_idle_s); disk and store writes in the I/O pool."""
         tenant = self.auth.tenant(context)
-        first = next(request_iterator, None)
+        first = await anext(request_iterator, None)
         if first is None or first.WhichOneof("part") != "header":
             raise InputError("an upload starts with a header message (filename, kind, size)")
         h = first.header
@@ -77,7 +243,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         fd, tmp = tempfile.mkstemp(prefix="upload-")
         try:
             with os.fdopen(fd, "wb") as f:
-                for msg in request_iterator:
+                async for msg in request_iterator:
                     size += len(msg.data)
                     if msg.WhichOneof("part") != "data":
                         raise InputError("an upload sends one header, then data chunks only")
@@ -85,15 +251,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                         raise LimitError(f"the upload passed the limit of {self.settings.max_upload_bytes} bytes",
                                          hint="trim or re-encode the clip")
                     digest.update(msg.data)
-                    f.write(msg.data)
+                    await asyncio.to_thread(f.write, msg.data)
             if h.size and size != h.size:
                 raise InputError(f"the upload ended after {size} of {h.size} bytes: send it again")
             if size == 0:
                 raise InputError(f"{name} is empty (0 bytes): pick the file again")
-            self.store.put_file(f"uploads/{upload_id}/{h.kind}{suffix}", tmp)
+            await asyncio.to_thread(self.store.put_file, f"uploads/{upload_id}/{h.kind}{suffix}", tmp)
             # meta.json last: an upload without it (cut short) is never usable.
             meta = {"filename": name, "kind": h.kind, "bytes": size, "tenant": tenant, "sha256": digest.hexdigest()}
-            self.store.put_bytes(f"uploads/{upload_id}/meta.json", json.dumps(meta).encode())
+            await asyncio.to_thread(self.store.put_bytes, f"uploads/{upload_id}/meta.json", json.dumps(meta).encode())
         finally:
             os.unlink(tmp)
         return coordinator_pb2.UploadReply(upload_id=upload_id, bytes=size, sha256=digest.hexdigest())
@@ -131,16 +297,27 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         except LookalikeError as exc:
             raise self._user_words(exc, key) from None
 
-    def Download(self, request, context):
+    def _output_key(self, request, context) -> tuple[str, int]:
         p = self._project(request.project_id, context)
         if request.name not in (*OUTPUT_NAMES, *filter(None, EXTRA_FORMATS.values())):
             raise InputError(f"no output named {clean_label(request.name, 80)!r}; outputs are {', '.join(OUTPUT_NAMES)}")
         key = self.engine.output(p.id, request.name)
         if not self.store.exists(key):
             raise NotFoundError(f"{request.name} of project {p.id} is not there (yet)")
-        data = self.store.get_bytes(key)
-        for i in range(0, max(1, len(data)), CHUNK):
-            yield common_pb2.Chunk(data=data[i : i + CHUNK])
+        return key, self.store.size(key)
+
+    async def Download(self, request, context):
+        """The output in 1 MiB chunks read from the store one at a time: memory per download is one chunk,
+        whatever the file's size; a client that stops reading ends it after settings.stream_idle_s."""
+        key, size = await asyncio.to_thread(self._output_key, request, context)
+        offset = 0
+        while True:
+            data = await asyncio.to_thread(self.store.read_range, key, offset, CHUNK)
+            if data or offset == 0:
+                yield common_pb2.Chunk(data=data)
+            offset += len(data)
+            if len(data) < CHUNK or offset >= size:
+                return
 
     # -- projects -----------------------------------------------------------------------------
     def _project(self, project_id: str, context):
@@ -190,7 +367,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                    "seed": o.seed, "codec": o.codec or "libx264", "crf": o.crf or 20, "sample_name": name,
                    "priority": req.priority, "require": require, "target": o.target or None,
                    "max_rounds": o.max_rounds, "formats": formats, "resolution": o.resolution or "source",
-                   "aspect": o.aspect, **footage}
+                   "aspect": o.aspect, "loudness": parse_loudness(o.loudness), **footage}
         return name or "remake", sample_key, subject_key, options
 
     def _footage_options(self, req: coordinator_pb2.RemakeRequest, tenant: str) -> dict:
@@ -248,12 +425,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def Remake(self, request, context):
         tenant = self.auth.tenant(context)
+        _check_repeated(request, self.settings.max_media_items)
         return _project_msg(self.engine.submit(tenant, *self._validate(request, tenant)))
 
     def SubmitBatch(self, request, context):
         tenant = self.auth.tenant(context)
         if len(request.projects) > MAX_BATCH:
             raise LimitError(f"a batch of {len(request.projects)} remakes; send at most {MAX_BATCH} per call")
+        for r in request.projects:
+            _check_repeated(r, self.settings.max_media_items)
         checked = [self._validate(r, tenant) for r in request.projects]
         return coordinator_pb2.BatchReply(projects=[_project_msg(self.engine.submit(tenant, *c)) for c in checked])
 
@@ -264,11 +444,11 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         tenant = self.auth.tenant(context)
         return coordinator_pb2.ListProjectsReply(projects=[_project_msg(p) for p in self.state.list_projects(tenant)])
 
-    def WatchProject(self, request, context):
-        p = self._project(request.project_id, context)
-        for ev in self.engine.watch(p.id):
-            if not context.is_active():
-                return
+    async def WatchProject(self, request, context):
+        """Events until the project ends. Each watch is a queue fed by one WatchHub thread, not a thread of
+        its own; a client that cancels ends it at once (its task is cancelled where it waits)."""
+        p = await asyncio.to_thread(self._project, request.project_id, context)
+        async for ev in self.watches.follow(p.id):
             yield coordinator_pb2.ProgressEvent(**ev)
 
     def Cancel(self, request, context):
@@ -284,20 +464,25 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         return coordinator_pb2.Document(project_id=p.id, kind=kind, version=max(versions) if versions else 1,
                                         json=json.dumps(doc))
 
-    def AnalyzeComprehensive(self, request, context):
-        if request.project_id:
-            p = self._project(request.project_id, context)
-        else:
+    async def AnalyzeComprehensive(self, request, context):
+        """Waits for the analysis without holding a thread (the wait can be long); ends when the client goes."""
+        def begin():
+            if request.project_id:
+                return self._project(request.project_id, context)
             tenant = self.auth.tenant(context)
             req = coordinator_pb2.RemakeRequest(sample_upload_id=request.sample_upload_id, name="analysis")
-            p = self.engine.submit(tenant, *self._validate(req, tenant))
+            name, sample_key, subject_key, options = self._validate(req, tenant)
+            # An analysis, not a remake: the engine stops once analysis.json is stored.
+            return self.engine.submit(tenant, name, sample_key, subject_key, {**options, "analysis_only": True})
+
+        p = await asyncio.to_thread(begin)
         deadline = time.time() + 3600
-        while self.state.get_document(p.id, "analysis") is None:
-            q = self.state.get_project(p.id)
-            if q.state.value in ("failed", "cancelled") or time.time() > deadline or not context.is_active():
+        while await asyncio.to_thread(self.state.get_document, p.id, "analysis") is None:
+            q = await asyncio.to_thread(self.state.get_project, p.id)
+            if q.state.value in ("failed", "cancelled") or time.time() > deadline:
                 raise InputError(f"analysis did not finish: {q.error or q.state}")
-            time.sleep(0.2)
-        return self._doc(p.id, "analysis", context)
+            await asyncio.sleep(0.2)
+        return await asyncio.to_thread(self._doc, p.id, "analysis", context)
 
     def GetScenes(self, request, context):
         return self._doc(request.project_id, "plan", context)
@@ -306,12 +491,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         p = self._project(request.project_id, context)
         if len(request.plan_json.encode()) > MAX_PLAN_BYTES:
             raise LimitError(f"plan_json is over {MAX_PLAN_BYTES >> 20} MiB; a plan is far smaller")
-        try:
-            plan = json.loads(request.plan_json)
-            if _holds_nul(plan):
-                raise InputError("plan_json holds a NUL character (\\u0000): remove it")
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise InputError(f"plan_json is not valid JSON: {exc}") from None
+        plan = request_json(request.plan_json, "plan_json")
+        if _holds_nul(plan):
+            raise InputError("plan_json holds a NUL character (\\u0000): remove it")
         if not isinstance(plan, dict) or plan.get("schema") != "lookalike.plan/1" or not isinstance(plan.get("scenes"), list):
             raise InputError('a plan is a JSON object with "schema": "lookalike.plan/1" and a "scenes" list')
         if not all(isinstance(sc, dict) for sc in plan["scenes"]):
@@ -387,10 +569,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         from lookalike.coordinator import plan_history, plan_ops
 
         p = self._project(request.project_id, context)
-        try:
-            items = json.loads(request.effects_json or "[]")
-        except json.JSONDecodeError as exc:
-            raise InputError(f"effects_json is not valid JSON: {exc}") from None
+        items = request_json(request.effects_json or "[]", "effects_json")
         if not isinstance(items, list) or not all(isinstance(i, dict) and "effect" in i for i in items) or not items:
             raise InputError('effects_json is a list like [{"effect": "film_grain", "strength": 0.4, "scene": 2}]')
         ops = [plan_ops.op_from_dict(dict(i, op="set_effect")) for i in items]
@@ -407,10 +586,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         from lookalike.coordinator import plan_history, plan_ops
 
         p = self._project(request.project_id, context)
-        try:
-            items = json.loads(request.transitions_json or "[]")
-        except json.JSONDecodeError as exc:
-            raise InputError(f"transitions_json is not valid JSON: {exc}") from None
+        items = request_json(request.transitions_json or "[]", "transitions_json")
         if not isinstance(items, list) or not items or not all(isinstance(i, dict) and "scene" in i for i in items):
             raise InputError('transitions_json is a list like [{"scene": 2, "kind": "dissolve", "n_frames": 12}]')
         ops = [plan_ops.op_from_dict(dict(i, op="set_transition")) for i in items]
@@ -429,6 +605,7 @@ class RegistryServicer(coordinator_pb2_grpc.NodeRegistryServicer):
         self.settings = settings
         self.store_url = store_url
         self.auth = auth or Auth.from_settings(settings)
+        self.control_port = 0  # set once the control server listens; told to every node that registers
 
     def Register(self, request, context):
         self.auth.check_node(context.invocation_metadata())
@@ -442,6 +619,8 @@ class RegistryServicer(coordinator_pb2_grpc.NodeRegistryServicer):
             raise InputError("slots must be between 0 and 1024")
         self.engine.dispatcher.register(request.node_id, request.address, tuple(request.capabilities) or ("cpu",),
                                         request.slots or 1)
+        if self.control_port:
+            context.set_trailing_metadata(((CONTROL_PORT_KEY, str(self.control_port)),))
         return coordinator_pb2.RegisterReply(store_url=self.store_url, heartbeat_s=self.settings.heartbeat_s)
 
     def Heartbeat(self, request, context):
@@ -478,20 +657,44 @@ class Coordinator:
         self.engine = Engine(settings, self.state, self.store, self.dispatcher)
         self.auth = Auth.from_settings(settings)
         limiter = RateLimiter(settings.rate_per_s, settings.rate_burst)
+        tls = server_tls(settings)
+        host = listen.rsplit(":", 1)[0]
+        # Nodes register and beat on a server of their own (threads, port): nothing a client does on
+        # the public port can delay a heartbeat. The public port serves the registry too (a node that
+        # registers there learns the control port from the reply and beats there).
+        registry = RegistryServicer(self.engine, settings, self.store.url, self.auth)
+        self.control, self.control_port = make_control_server(
+            settings.control_listen or f"{host}:0",
+            [(coordinator_pb2_grpc.add_NodeRegistryServicer_to_server, registry, "lookalike.v1.NodeRegistry")],
+            interceptors=[AuthInterceptor(self.auth, None)], tls=tls)
+        registry.control_port = self.control_port
+        self.servicer = CoordinatorServicer(self.engine, settings, self.auth)
+        limits = Limits(
+            idle_s=settings.stream_idle_s, streams_per_peer=settings.streams_per_peer,
+            streams_per_tenant=settings.streams_per_tenant, streams_total=settings.streams_total,
+            calls_per_tenant=settings.calls_per_tenant, tenant_of=self._tenant_or_none,
+            tenant_services=(PUBLIC_SERVICE, REFLECTION_SERVICE), request_bytes=REQUEST_BYTES,
+            default_request_bytes=DEFAULT_REQUEST_BYTES)
         self.server, self.port = make_server(listen, [
-            (coordinator_pb2_grpc.add_CoordinatorServicer_to_server,
-             CoordinatorServicer(self.engine, settings, self.auth), "lookalike.v1.Coordinator"),
-            (coordinator_pb2_grpc.add_NodeRegistryServicer_to_server,
-             RegistryServicer(self.engine, settings, self.store.url, self.auth), "lookalike.v1.NodeRegistry"),
-        ], interceptors=[AuthInterceptor(self.auth, limiter)], tls=server_tls(settings))
+            (coordinator_pb2_grpc.add_CoordinatorServicer_to_server, self.servicer, "lookalike.v1.Coordinator"),
+            (coordinator_pb2_grpc.add_NodeRegistryServicer_to_server, registry, "lookalike.v1.NodeRegistry"),
+        ], interceptors=[AuthInterceptor(self.auth, limiter, public=(PUBLIC_SERVICE, REFLECTION_SERVICE))],
+            tls=tls, limits=limits, reflection_on=settings.reflection)
         if (self.auth.enabled or self.auth.node_token) and not settings.tls_cert:
             log.warning("tokens_without_tls", hint="tokens travel in clear text: set LOOKALIKE_TLS_CERT/KEY")
-        host = listen.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
+        self.control_address = f"{host}:{self.control_port}"
         self.metrics_port = serve_metrics(metrics_port, addr=host) if metrics_port is not None else None
-        log.info("coordinator_started", address=self.address, db=_redact(settings.resolved_db_url),
+        log.info("coordinator_started", address=self.address, control_address=self.control_address,
+                 db=_redact(settings.resolved_db_url),
                  store=self.store.url, metrics_port=self.metrics_port, auth=self.auth.enabled,
                  node_token=bool(self.auth.node_token), tls=bool(settings.tls_cert))
+
+    def _tenant_or_none(self, metadata) -> str | None:
+        try:
+            return self.auth.tenant_of(metadata)
+        except LookalikeError:
+            return None
 
     def resume(self) -> list[str]:
         """Resume unfinished projects once nodes are there to run them."""
@@ -513,7 +716,9 @@ class Coordinator:
         self.server.wait_for_termination()
 
     def stop(self, grace: float = 1.0) -> None:
+        self.servicer.watches.stop()
         self.server.stop(grace).wait()
+        self.control.stop(grace).wait()
 
 
 def _holds_nul(doc) -> bool:

@@ -109,36 +109,110 @@ def onset_envelope(y: Any, rate: int, *, hop: int = HOP, fmax_hz: float | None =
     return xp.maximum(0.0, env - local).astype(xp.float32)
 
 
-def estimate_tempo(
-    env: np.ndarray, frame_rate: float, *, prior_bpm: float = 120.0, prior_octaves: float = 1.0
-) -> float | None:
-    """Tempo in bpm from the onset envelope's autocorrelation, or None when there is no pulse."""
+def _mel_matrix(n_bins: int, rate: int, n_fft: int, n_bands: int = 40) -> np.ndarray:
+    """Triangular mel bands (30 Hz up to Nyquist), each normalised to a mean, shape (n_bands, n_bins)."""
+
+    def mel(f: float) -> float:
+        return 2595.0 * math.log10(1.0 + f / 700.0)
+
+    pts = 700.0 * (10.0 ** (np.linspace(mel(30.0), mel(max(rate / 2.0, 31.0)), n_bands + 2) / 2595.0) - 1.0)
+    freqs = np.arange(n_bins) * rate / n_fft
+    m = np.zeros((n_bands, n_bins), dtype=np.float32)
+    for b in range(n_bands):
+        lo, c, hi = pts[b : b + 3]
+        m[b] = np.maximum(0.0, np.minimum((freqs - lo) / (c - lo), (hi - freqs) / (hi - c)))
+        if not m[b].any():  # a band narrower than a bin takes its nearest bin
+            m[b, min(n_bins - 1, int(round(c * n_fft / rate)))] = 1.0
+        m[b] /= m[b].sum()
+    return m
+
+
+def tempo_envelope(y: Any, rate: int, *, hop: int = HOP) -> Any:
+    """Onset strength for tempo and beats: spectral flux on 40 log-compressed mel bands (Ellis 2007).
+
+    Unlike `onset_envelope`'s log-frequency bands, mel bands are near-linear below 1 kHz, so the
+    bass register gets a few bands and the snare and hats, which mark the beat in most music, most
+    of them. On log bands an off-beat bass line weighs as much as the backbeat, and the beat tracker
+    locked half a beat late on the shared 120 bpm bass-and-drums loop (F-measure 0 at the right tempo).
+    """
+    xp = _xp(y)
+    mag = stft_magnitude(y, hop=hop)
+    if mag.shape[1] < 2:
+        return xp.zeros(mag.shape[1], dtype=xp.float32)
+    bands = xp.asarray(_mel_matrix(mag.shape[0], rate, N_FFT))
+    logm = xp.log1p(1000.0 * (bands @ mag))
+    flux = xp.maximum(0.0, xp.diff(logm, axis=1)).mean(axis=0)
+    env = xp.concatenate([xp.zeros(1, dtype=flux.dtype), flux])
+    k = max(1, int(round(0.4 * rate / hop)))
+    local = xp.convolve(env, xp.ones(k, dtype=env.dtype) / k, mode="same")
+    return xp.maximum(0.0, env - local).astype(xp.float32)
+
+
+# Tempo prior: log-normal around 120 bpm (Ellis 2007; librosa), 0.8 octave wide, not librosa's 1.0: with
+# one octave an orchestral score's (Big Buck Bunny) 222 bpm tatum outweighed its 114 bpm pulse.
+PRIOR_BPM = 120.0
+PRIOR_OCTAVES = 0.8
+# The metrical relatives of a tempo that a listener (or a tracker) might take for it instead.
+METRICAL_RATIOS = (0.5, 2.0 / 3.0, 1.5, 2.0)
+
+
+def _refine_lag(ac: np.ndarray, lag: int) -> float:
+    """Parabolic interpolation of the autocorrelation peak at `lag`."""
+    c_m, c_0, c_p = ac[lag - 1], ac[lag], ac[lag + 1]
+    den = c_m - 2 * c_0 + c_p
+    return lag + (0.0 if abs(den) < 1e-12 else float(np.clip(0.5 * (c_m - c_p) / den, -0.5, 0.5)))
+
+
+def tempo_candidates(
+    env: np.ndarray, frame_rate: float, *, prior_bpm: float = PRIOR_BPM, prior_octaves: float = PRIOR_OCTAVES
+) -> list[tuple[float, float]]:
+    """[(bpm, score)], the tempo first, then its metrical relatives best first; [] when there is no pulse.
+
+    The tempo is the peak of the envelope's autocorrelation weighted by the log-normal prior. Each
+    relative (METRICAL_RATIOS: half, two thirds, three halves, double) is scored the same way at the
+    best weighted lag within 6 % of its own, so the scores say how strongly the music pulses at each
+    level, prior included. Scores are shares of their sum: the first is the tempo's confidence
+    against the other metrical readings (1/5 when all five levels pulse alike).
+    """
     env = np.asarray(env, dtype=np.float64)
     if len(env) < 4 or float(env.std()) < 1e-9:
-        return None
+        return []
     e = env - env.mean()
     n = len(e)
-    spec = np.fft.rfft(e, 2 * n)
-    ac = np.fft.irfft(np.abs(spec) ** 2)[:n]
+    ac = np.fft.irfft(np.abs(np.fft.rfft(e, 2 * n)) ** 2)[:n]
     if ac[0] <= 0:
-        return None
+        return []
     ac /= ac[0]
-    lags = np.arange(n, dtype=np.float64)
     min_lag = max(1, int(frame_rate * 60.0 / 300.0))
     max_lag = min(n - 2, int(frame_rate * 60.0 / 30.0))
     if max_lag <= min_lag + 1:
-        return None
-    bpm = 60.0 * frame_rate / np.maximum(lags, 1e-9)
-    prior = np.exp(-0.5 * (np.log2(bpm / prior_bpm) / prior_octaves) ** 2)
-    weighted = ac * prior
+        return []
+    bpm_of = 60.0 * frame_rate / np.maximum(np.arange(n, dtype=np.float64), 1e-9)
+    prior = np.exp(-0.5 * (np.log2(bpm_of / prior_bpm) / prior_octaves) ** 2)
+    weighted = np.maximum(ac, 0.0) * prior
     lag = min_lag + int(np.argmax(weighted[min_lag : max_lag + 1]))
     if ac[lag] < 0.05:
-        return None
-    # Parabolic interpolation of the raw autocorrelation peak.
-    c_m, c_0, c_p = ac[lag - 1], ac[lag], ac[lag + 1]
-    den = c_m - 2 * c_0 + c_p
-    frac = 0.0 if abs(den) < 1e-12 else float(np.clip(0.5 * (c_m - c_p) / den, -0.5, 0.5))
-    return float(60.0 * frame_rate / (lag + frac))
+        return []
+    out = [(60.0 * frame_rate / _refine_lag(ac, lag), float(weighted[lag]))]
+    rel = []
+    for ratio in METRICAL_RATIOS:
+        centre = lag / ratio
+        lo, hi = max(min_lag, int(math.floor(centre * 0.94))), min(max_lag, int(math.ceil(centre * 1.06)))
+        if hi < lo:
+            continue  # outside 30-300 bpm
+        k = lo + int(np.argmax(weighted[lo : hi + 1]))
+        rel.append((60.0 * frame_rate / _refine_lag(ac, k), float(weighted[k])))
+    out += sorted(rel, key=lambda c: -c[1])
+    total = sum(s for _, s in out) or 1.0
+    return [(b, s / total) for b, s in out]
+
+
+def estimate_tempo(
+    env: np.ndarray, frame_rate: float, *, prior_bpm: float = PRIOR_BPM, prior_octaves: float = PRIOR_OCTAVES
+) -> float | None:
+    """Tempo in bpm from the onset envelope's autocorrelation, or None when there is no pulse."""
+    cands = tempo_candidates(env, frame_rate, prior_bpm=prior_bpm, prior_octaves=prior_octaves)
+    return cands[0][0] if cands else None
 
 
 def track_beats(env: np.ndarray, frame_rate: float, bpm: float, *, tightness: float = 100.0) -> np.ndarray:
@@ -185,13 +259,21 @@ def track_beats(env: np.ndarray, frame_rate: float, bpm: float, *, tightness: fl
     return beats
 
 
-def tempo_and_beats(y: Any, rate: int) -> tuple[float | None, list[float]]:
-    """(tempo in bpm or None, beat times in seconds) of a mono signal (numpy or cupy)."""
-    env = _to_host(onset_envelope(y, rate))
+def tempo_analysis(y: Any, rate: int) -> dict[str, Any]:
+    """{"bpm", "beats_s", "confidence", "alternatives": [{"bpm", "score"}]} of a mono signal (numpy or
+    cupy); bpm None (and no beats) when there is no pulse.
+
+    Tempo and beats are read from the mel-band envelope (`tempo_envelope`); the tempo is refitted to
+    the tracked beats, so it is not quantised to envelope frames. `confidence` is the tempo's share
+    of the prior-weighted pulse strength over it and its metrical relatives (`tempo_candidates`);
+    `alternatives` are those relatives, strongest first.
+    """
+    env = _to_host(tempo_envelope(y, rate))
     fr = rate / HOP
-    bpm = estimate_tempo(env, fr)
-    if bpm is None:
-        return None, []
+    cands = tempo_candidates(env, fr)
+    if not cands:
+        return {"bpm": None, "beats_s": [], "confidence": None, "alternatives": []}
+    bpm = cands[0][0]
     beats = track_beats(env, fr, bpm)
     times = beats / fr
     if len(times) >= 4:
@@ -200,7 +282,18 @@ def tempo_and_beats(y: Any, rate: int) -> tuple[float | None, list[float]]:
         period = float(np.polyfit(k, times, 1)[0])
         if period > 0 and abs(60.0 / period - bpm) / bpm < 0.08:
             bpm = 60.0 / period
-    return float(bpm), [round(float(t), 4) for t in times]
+    return {
+        "bpm": float(bpm),
+        "beats_s": [round(float(t), 4) for t in times],
+        "confidence": round(cands[0][1], 3),
+        "alternatives": [{"bpm": round(b, 2), "score": round(s, 3)} for b, s in cands[1:]],
+    }
+
+
+def tempo_and_beats(y: Any, rate: int) -> tuple[float | None, list[float]]:
+    """(tempo in bpm or None, beat times in seconds) of a mono signal: `tempo_analysis` in short."""
+    t = tempo_analysis(y, rate)
+    return t["bpm"], t["beats_s"]
 
 
 def harmonic_chroma(y: Any, rate: int, *, hop_s: float = KEY_HOP_S) -> np.ndarray:

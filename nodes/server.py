@@ -14,10 +14,20 @@ from lookalike.nodes.runtime import Format, NodeRuntime
 from lookalike.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
 
 from lookalike.errors import InputError
-from lookalike.grpcutil import NodeTokenGuard, channel, make_server, mapped, read_pem, server_tls, wait_ready
+from lookalike.grpcutil import (
+    NodeTokenGuard,
+    channel,
+    make_server,
+    mapped,
+    read_pem,
+    server_tls,
+    wait_ready,
+)
 from lookalike.obs import get_logger, init_node_metrics
 
 log = get_logger("node")
+REFLECTION_SERVICE = "grpc.reflection.v1alpha.ServerReflection"
+CONTROL_PORT_KEY = "lookalike-control-port"  # the coordinator's Register reply says where heartbeats go
 
 
 def _fmt(f: common_pb2.VideoFormat) -> Format:
@@ -36,8 +46,8 @@ def _segment_reply(r) -> node_pb2.SegmentReply:
 def _loads(text: str, what: str) -> dict:
     try:
         return json.loads(text) if text else {}
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{what} is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
+        raise InputError(f"{what} is not valid JSON: {str(exc)[:200]}") from None
 
 
 @mapped("Node")
@@ -214,6 +224,9 @@ class NodeProcess:
         self._ch = channel(coordinator, ca=ca, token=settings.node_token, server_name=settings.tls_server_name)
         wait_ready(self._ch, coordinator, register_timeout_s)
         self._registry = coordinator_pb2_grpc.NodeRegistryStub(self._ch)
+        self._security = (ca, settings.node_token, settings.tls_server_name)
+        self._control: grpc.Channel | None = None
+        self.control_address = coordinator
         self._stop = threading.Event()
         self._info_args = (capabilities, slots)
         # The store is the coordinator's: learn it at registration, before serving anything.
@@ -222,7 +235,10 @@ class NodeProcess:
         init_node_metrics(self.node_id, slots=slots, busy=lambda: self.servicer.busy)
         self.server, self.port = make_server(
             listen, [(node_pb2_grpc.add_NodeServicer_to_server, self.servicer, "lookalike.v1.Node")], workers=16,
-            interceptors=[NodeTokenGuard(settings.node_token)], tls=server_tls(settings),
+            # Reflection is behind the node token like the Node service; with a token set, nobody else can
+            # open a stream here at all.
+            interceptors=[NodeTokenGuard(settings.node_token, ("lookalike.v1.Node", REFLECTION_SERVICE))],
+            tls=server_tls(settings),
         )
         host = advertise_host or listen.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
@@ -231,6 +247,8 @@ class NodeProcess:
         except grpc.RpcError as exc:
             self.server.stop(0)
             self._ch.close()
+            if self._control is not None:
+                self._control.close()
             from lookalike.errors import ConfigError, UnreachableError
 
             if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
@@ -241,14 +259,25 @@ class NodeProcess:
         self.heartbeat_s = reply.heartbeat_s or 1.0
         self._beat = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
         self._beat.start()
-        log.info("node_started", node=self.node_id, address=self.address, coordinator=coordinator)
+        log.info("node_started", node=self.node_id, address=self.address, coordinator=coordinator,
+                 control=self.control_address)
 
     def _register(self) -> coordinator_pb2.RegisterReply:
         caps, slots = self._info_args
-        return self._registry.Register(
+        reply, call = self._registry.Register.with_call(
             coordinator_pb2.NodeInfo(node_id=self.node_id, address=self.address, capabilities=list(caps), slots=slots),
             timeout=10,
         )
+        port = dict(call.trailing_metadata() or ()).get(CONTROL_PORT_KEY)
+        if port and port.isdigit() and self._control is None:
+            # Heartbeats (and registering again) go to the coordinator's control port from now on: a
+            # server of its own that public traffic cannot starve. Same host as --coordinator.
+            address = f"{self.coordinator.rsplit(':', 1)[0]}:{port}"
+            self._control = channel(address, ca=self._security[0], token=self._security[1],
+                                    server_name=self._security[2])
+            self._registry = coordinator_pb2_grpc.NodeRegistryStub(self._control)
+            self.control_address = address
+        return reply
 
     def _heartbeats(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
@@ -259,7 +288,15 @@ class NodeProcess:
                 if not reply.known:
                     self._register()
             except grpc.RpcError as exc:
-                log.warning("heartbeat_failed", node=self.node_id, code=str(exc.code()))
+                log.warning("heartbeat_failed", node=self.node_id, code=str(exc.code()), to=self.control_address)
+                if self._control is not None and exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    # The control port does not answer: a coordinator restarted (on a new control port), or
+                    # a firewall or a Service that exposes only the public port. Go back to the public
+                    # port: the next beat there registers again if needed, and learns the control port anew.
+                    self._control.close()
+                    self._control = None
+                    self._registry = coordinator_pb2_grpc.NodeRegistryStub(self._ch)
+                    self.control_address = self.coordinator
 
     def wait(self) -> None:
         self.server.wait_for_termination()
@@ -268,3 +305,5 @@ class NodeProcess:
         self._stop.set()
         self.server.stop(grace).wait()
         self._ch.close()
+        if self._control is not None:
+            self._control.close()

@@ -251,3 +251,30 @@ def test_real_footage_remake_of_the_shared_sample(tmp_path):
     for sc in out_analysis["scenes"]:
         assert sc["metrics"]["palette_delta_e"] <= 6.0, (sc["index"], sc["metrics"]["palette_delta_e"])
     shutil.rmtree(tmp_path / "home", ignore_errors=True)
+
+
+def test_music_script_text_and_clip_sound(farm, sample, tmp_path):
+    """--music, --script, --text and --keep-media-audio through the farm: the user's track under the
+    cut (its beats analysed), the script's lines as voice lines, the text in place, the clips' sound mixed."""
+    path, truth = sample
+    folder = tmp_path / "media"
+    _split_shuffled(path, truth, folder)
+    track = MEDIA / "music" / "tracks" / "librosa_Kevin_MacLeod_-_Vibe_Ace.hq.ogg"
+    script = tmp_path / "words.txt"
+    script.write_text("Welcome to the show.\nThis is our footage.\n")
+    out = tmp_path / "out"
+    _, plan = _remake(farm, path, out, media=[folder], music=track, script=script, text=["Hello"],
+                      keep_media_audio=True)
+    music = plan["music"]
+    assert music["track"]["name"] == track.name and music["track"]["beats_s"] and music["keep_media_audio"]
+    # The sample (a click track) has no speech: the script's lines start the first scenes, in order.
+    lines = [(s["index"], v["text"], v["source"]) for s in plan["scenes"] for v in s["audio"]["voice_lines"]]
+    assert lines == [(0, "Welcome to the show.", "script"), (1, "This is our footage.", "script")], lines
+    # The sample shows no text, so the line goes lower-third on the first scene.
+    assert plan["scenes"][0]["overlays"][0]["text"] == "Hello" and plan["text_unplaced"] == []
+    # The output's sound is the user's track (not a generated groove): it correlates with the track.
+    got, _ = media.read_audio(str(out / "final.mp4"), rate=22050)
+    ref, _ = media.read_audio(str(track), rate=22050)
+    n = min(len(got), len(ref)) - 4096
+    best = max(abs(float(np.corrcoef(ref[:n], got[lag : lag + n])[0, 1])) for lag in range(0, 4096, 128))
+    assert best > 0.5, best

@@ -18,6 +18,11 @@ so a result that cannot be used (silent, not finite, a second long) falls back l
 
 The local synthesis knows its tempo and is made at the timeline's rate, length and loudness, so it
 passes through untouched: the same samples as nodes.music.render_music.
+
+With the plan's arrangement (`music_track(arrangement=...)`: its style, sections and loudness
+envelope) the local synthesis is the arranged piece (nodes.music), and any other provider's
+conformed music gets the same gain automation (`music.follow_envelope`) and mastering, so every
+bed has the sample's loudness shape.
 """
 
 from __future__ import annotations
@@ -158,19 +163,26 @@ def music_track(
     *,
     rate: int = 48000,
     provider: str | None = None,
+    arrangement: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, CallRecord, dict[str, Any]]:
     """The music bed for the whole timeline: stereo float32 (2, round(request.duration_s * rate)).
 
     From `provider` (None: the hub's configured music provider), then the fallback order; each
     provider's result is conformed to the timeline inside the choice (module doc), so one that
     cannot be used moves on to the next. Returns the bed, the call's record (its `fallback_from`
-    names the providers that failed) and what the conform did.
+    names the providers that failed) and what the conform did. `arrangement`: {style, sections,
+    envelope} from the plan's music entry (module doc).
     """
     chosen = provider or hub.settings.music_provider or LOCAL
     notes: dict[str, Any] = {}
+    arr = dict(arrangement or {})
+    envelope = arr.get("envelope") if (arr.get("envelope") or {}).get("lufs") else None
 
     def make(p: Any) -> AudioResult:
-        got: AudioResult = p.compose(request if p.name == chosen else dataclasses.replace(request, model=""))
+        if p.name == LOCAL and arr.get("style"):
+            got = _arranged_local(p, request, arr, envelope)
+        else:
+            got = p.compose(request if p.name == chosen else dataclasses.replace(request, model=""))
         x, done = conform_music(
             got,
             rate=rate,
@@ -178,6 +190,9 @@ def music_track(
             tempo_bpm=request.tempo_bpm,
             target_lufs=request.target_lufs,
         )
+        if envelope is not None and not (p.name == LOCAL and arr.get("style")):
+            x = mix.master(music.follow_envelope(x, rate, envelope), rate, target_lufs=request.target_lufs)
+            done["envelope_followed"] = True
         notes.clear()
         notes.update(done)
         return dataclasses.replace(got, samples=x, rate=rate)
@@ -185,6 +200,21 @@ def music_track(
     result: AudioResult = hub.run("music", chosen, make)
     log.info("music_rendered", conform=notes, **result.record.to_dict())
     return result.samples, result.record, dict(notes)
+
+
+def _arranged_local(p: Any, request: MusicRequest, arr: Mapping[str, Any],
+                    envelope: Mapping[str, Any] | None) -> AudioResult:
+    """The local provider's arranged piece (nodes.music.render_music with the plan's arrangement)."""
+    tempo = request.tempo_bpm if request.tempo_bpm and request.tempo_bpm > 0 else music.DEFAULT_TEMPO_BPM
+    rate = int(getattr(p, "rate", 48000))
+    samples = music.render_music(
+        request.duration_s, request.tempo_bpm, rate=rate, key=request.key, target_lufs=request.target_lufs,
+        seed=request.seed, section_starts_s=tuple(request.section_starts_s), style=arr["style"],
+        sections=tuple(arr.get("sections") or ()), envelope=envelope,
+    )
+    record = CallRecord(LOCAL, "music", model=p.models[0],
+                        units=request.duration_s, unit="seconds")
+    return AudioResult(samples, rate, record, tempo_bpm=float(tempo))
 
 
 def _from_onset(x: np.ndarray) -> np.ndarray:

@@ -209,9 +209,13 @@ def _sections(request: MusicRequest) -> list[tuple[float, float]]:
 
 
 def style_prompt(request: MusicRequest) -> str:
+    """The global style: the plan's prompt (coordinator.planner.music_prompt: genre, mood, instruments,
+    tempo, key and structure from the sample's descriptors) and "instrumental", with the tempo and
+    key added where the prompt does not name them."""
     tempo = f"{request.tempo_bpm:.0f} BPM" if request.tempo_bpm else "moderate tempo"
     key = f" in {request.key}" if request.key else ""
-    return ", ".join(p for p in (request.prompt, f"instrumental, {tempo}{key}") if p)
+    tail = "instrumental" if "BPM" in request.prompt else f"instrumental, {tempo}{key}"
+    return ", ".join(p for p in (request.prompt, tail) if p)
 
 
 def master(stereo: np.ndarray, rate: int, target_lufs: float) -> np.ndarray:

@@ -96,7 +96,7 @@ def test_the_remakes_audio_is_the_providers_music(api: FakeAPI, tmp_path: Path) 
     assert got["music"]["conform"]["resampled_from"] == XI_RATE
     assert audio.shape[-1] / RATE == pytest.approx(DURATION_S, abs=0.05)
     assert _tone_share(audio) > 0.95  # the bed is the provider's tone
-    assert got["lufs"] == pytest.approx(-16.0, abs=0.5)  # mastered to the sample's loudness
+    assert got["lufs"] == pytest.approx(-14.0, abs=0.5)  # mastered to the default -14 LUFS
     (req,) = [r for r in api.requests if r.path.startswith("/v1/music")]
     assert req.headers["xi-api-key"] == "xi-key" and "output_format=pcm_44100" in req.path
     styles = req.json()["composition_plan"]["positive_global_styles"][0]
