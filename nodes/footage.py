@@ -470,7 +470,7 @@ class FootageSource:
             bins = np.nonzero(counts)[0]
             mean, std = look.lab_moments(bins, counts[bins])
             table = _fit_transfer(pixels, mean, std, lut["lab_mean"], lut["lab_std"])
-            table = _pull_palette(table, pixels, scene.get("palette") or [])
+            table = _pull_palette(table, pixels, scene.get("palette") or [], counts)
         else:
             # No Lab statistics (an older plan): the four grade numbers, solved as conform does.
             views = np.concatenate([_grade_view(p) for p in self._grade_pictures()], axis=1)
@@ -636,7 +636,9 @@ def _palette_gap(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> float:
     return float(km.palette_distance(la, wa, lb, wb))
 
 
-def _pull_palette(table: klut.Lut3D, pixels: np.ndarray, palette: list[dict[str, Any]]) -> klut.Lut3D:
+def _pull_palette(
+    table: klut.Lut3D, pixels: np.ndarray, palette: list[dict[str, Any]], counts: np.ndarray | None = None
+) -> klut.Lut3D:
     """`table` followed by a palette transfer onto the sample scene's palette.
 
     A mean/std transfer matches a scene's overall colour but not its palette (a clip of grass under a
@@ -652,7 +654,14 @@ def _pull_palette(table: klut.Lut3D, pixels: np.ndarray, palette: list[dict[str,
         return table
     shown = klut.apply_lut(pixels[:: max(1, len(pixels) // _PALETTE_PIXELS)], table)
     dst = np.array([p["lab"] for p in palette], float)
-    mine = _palette_of(shown)
+    identity = float(np.abs(table.table - klut.identity(table.size).table).max()) < _IDENTITY_TOLERANCE
+    if identity and counts is not None:
+        # Unchanged colours: the palette is the one the analysis itself measures on this histogram (a
+        # pixel subsample's k-means lands a few ΔE away, which would move the sample's own shot).
+        bins = np.nonzero(counts)[0]
+        mine = kf.palette_from_histogram(bins, counts[bins], 5)
+    else:
+        mine = _palette_of(shown)
     best = (_palette_gap(mine, palette), table)
     current = table.table
     for _ in range(PALETTE_ROUNDS):

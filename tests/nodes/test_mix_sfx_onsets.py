@@ -75,7 +75,10 @@ def test_onsets_carry_their_attack_and_spectrum(sample: Path) -> None:
 
 def test_the_remake_has_effects_at_the_samples_onsets(sample: Path, tmp_path: Path) -> None:
     analysis = _analysis(audio_analysis.audio_section(str(sample), transcriber=None))
-    plan = planner.make_plan(analysis, seed=2)
+    # At the sample's own level: this test is about where the effects land; at the -14 LUFS default
+    # the master's limiter flattens the first effect's attack under the onset detector's threshold
+    # (a known limit, in the note).
+    plan = planner.make_plan(analysis, seed=2, loudness="sample")
     placed = [
         (s["start_s"] + fx["offset_s"], fx["sound"]) for s in plan["scenes"] for fx in s["audio"]["sfx"]
     ]
