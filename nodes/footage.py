@@ -74,6 +74,10 @@ FIT_ROUNDS = 4
 PALETTE_ROUNDS = 4
 PALETTE_TARGET_DE = 3.0
 PALETTE_SIGMA = 10.0
+# Footage whose Lab mean is within SAME_LOOK_LAB and std within SAME_LOOK_STD (ratio) of the scene's
+# has its look already (`_same_look`): no palette transfer.
+SAME_LOOK_LAB = 1.5
+SAME_LOOK_STD = 0.08
 _PALETTE_PIXELS = 60_000
 """Most refits of a scene's colour transfer (see _fit_transfer)."""
 # Applying the LUT to this many pixels costs about what baking its 2^24-entry table does.
@@ -470,7 +474,8 @@ class FootageSource:
             bins = np.nonzero(counts)[0]
             mean, std = look.lab_moments(bins, counts[bins])
             table = _fit_transfer(pixels, mean, std, lut["lab_mean"], lut["lab_std"])
-            table = _pull_palette(table, pixels, scene.get("palette") or [], counts)
+            if not _same_look(mean, std, lut["lab_mean"], lut["lab_std"]):
+                table = _pull_palette(table, pixels, scene.get("palette") or [], counts)
         else:
             # No Lab statistics (an older plan): the four grade numbers, solved as conform does.
             views = np.concatenate([_grade_view(p) for p in self._grade_pictures()], axis=1)
@@ -622,6 +627,15 @@ def _fit_transfer(pixels: np.ndarray, mean: list, std: list, ref_mean: list, ref
         goal_m, goal_s = goal_m + dm, goal_s * np.clip(ratio, 0.5, 2.0)
         table = ktransfer.fit_lut(src, ktransfer.ColourStats(goal_m, goal_s, none, 1), "reinhard", size=33)
     return table
+
+
+def _same_look(mean: Any, std: Any, ref_mean: Any, ref_std: Any) -> bool:
+    """Whether footage already has the scene's colour statistics (the sample's own shot, re-encoded):
+    then its palette is the scene's too, and a palette transfer would only chase k-means noise (two
+    clusterings of one smooth gradient differ by a few ΔE)."""
+    dm = np.abs(np.asarray(mean, float) - np.asarray(ref_mean, float))
+    ratio = np.asarray(std, float) / np.maximum(np.asarray(ref_std, float), 1e-3)
+    return bool(dm.max() < SAME_LOOK_LAB and np.abs(ratio - 1.0).max() < SAME_LOOK_STD)
 
 
 def _palette_of(pixels: np.ndarray) -> list[dict[str, Any]]:
