@@ -451,15 +451,42 @@ def footage_plan(
              camera=s["camera"])
         for s in out["scenes"]])
     sources = footage.match(timed, media, output_fps=float(out["format"]["fps"]))
+    shots = {(m["media_id"], int(sc.get("index", k))): sc for m in media
+             for k, sc in enumerate((m.get("analysis") or {}).get("scenes") or [])}
     for s, src, a in zip(out["scenes"], sources, timed["scenes"], strict=True):
         s["source"] = src
         if src.get("kind") == "media":
             s["provider"], s["model"] = "media", ""
+            grain = _grain_effect(a, shots.get((src["media_id"], int(src.get("shot") or 0))), int(out["format"]["width"]))
+            if grain is not None:
+                s["effects"] = sorted([*s.get("effects", []), grain], key=lambda e: e["name"])
         else:
             s["prompt"] = footage.describe_scene(a)
     _place_text(out, timed["scenes"], list(text))
     _place_script(out, analysis, script)
     return out
+
+
+# Grain: the analysis measures noise (texture.grain) at its own size, about 256 px on the long side,
+# where grain added at the output's full size reads GRAIN_SEEN x (256 / width) of its sigma (measured:
+# sigma 0.04 and 0.08 added to a 1280x720 clip read as 0.0076 and 0.0126 over its own 0.0064).
+GRAIN_SEEN = 0.85
+GRAIN_MARGIN = 1.15  # the sample must be this much grainier than the footage before grain is added
+FILM_GRAIN_SIGMA = 0.08  # nodes.edit's film_grain: sigma at strength 1
+
+
+def _grain_effect(sample_scene: dict, shot: dict | None, width: int) -> dict | None:
+    """A film_grain effect that brings the footage's measured grain up to the sample scene's, or None
+    when the footage is already as grainy (grain is never taken away)."""
+    want = float((sample_scene.get("texture") or {}).get("grain") or 0.0)
+    have = float(((shot or {}).get("texture") or {}).get("grain") or 0.0)
+    if shot is None or want <= GRAIN_MARGIN * have or width <= 0:
+        return None
+    sigma = (want * want - have * have) ** 0.5 / (GRAIN_SEEN * 256.0 / max(width, 256))
+    strength = min(1.0, sigma / FILM_GRAIN_SIGMA)
+    if strength < 0.05:
+        return None
+    return {"name": "film_grain", "strength": round(strength, 3), "source": "sample_grain"}
 
 
 def _place_text(plan: dict, scenes: list[dict], lines: list[str]) -> None:
