@@ -556,9 +556,16 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             raise NotFoundError(f"project {p.id} has no plan yet (state: {p.state.value})")
         provider = chat.provider_from_keys(anthropic_api_key=self.settings.anthropic_api_key,
                                            openai_api_key=self.settings.openai_api_key)
-        ops = chat.propose(history.get(), message, provider=provider)
-        history.edit(ops, request=message)
-        return coordinator_pb2.ChatPlanReply(operations_json=plan_ops.ops_to_json(ops), plan=self._doc(p.id, "plan", context))
+        # The analysis lets a request name a scene by what it shows ("the scene with the cat").
+        turn = chat.chat_edit(history, message, provider=provider, analysis=self.state.get_document(p.id, "analysis"),
+                              dry_run=request.dry_run)
+        proposal = turn.proposal
+        return coordinator_pb2.ChatPlanReply(
+            operations_json=plan_ops.ops_to_json(proposal.ops), plan=self._doc(p.id, "plan", context),
+            changes_json=json.dumps([c.to_dict() for c in turn.changes], default=str), reply=turn.reply(),
+            source=proposal.source or "", fallback_reason=proposal.fallback_reason or "",
+            undone=bool(proposal.undo), version=int(turn.version or 0),
+        )
 
     def GenerateVoiceover(self, request, context):
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "voice-over is not available in this version")

@@ -46,10 +46,17 @@ def test_chat_edit_rerenders_only_the_scene_it_touches(tmp_path, farm, sample):
     with Client(farm.address) as c, grpc.insecure_channel(farm.address) as ch:
         p = c.remake(path, out=tmp_path / "v1", chunk_frames=10)
         stub = coordinator_pb2_grpc.CoordinatorStub(ch)
+        # A dry run shows the operations and the diff and writes nothing.
+        dry = stub.ChatPlan(coordinator_pb2.ChatPlanRequest(project_id=p.id, message="make scene 2 brighter",
+                                                            dry_run=True))
+        assert dry.version == 0 and dry.plan.version == 1 and dry.source == "local"
+        preview = json.loads(dry.changes_json)
+        assert preview and all(c["new_index"] == 1 for c in preview) and "scene 2" in dry.reply
         reply = stub.ChatPlan(coordinator_pb2.ChatPlanRequest(project_id=p.id, message="make scene 2 brighter"))
         ops = json.loads(reply.operations_json)
         assert ops and all(op.get("scene") == 1 for op in ops)
-        assert reply.plan.version == 2
+        assert reply.plan.version == 2 and reply.version == 2
+        assert json.loads(reply.changes_json) == preview  # what was shown is what was applied
         stub.GenerateScenes(coordinator_pb2.GenerateScenesRequest(project_id=p.id))
         c.wait(p.id)
         c.fetch_outputs(p.id, tmp_path / "v2")
