@@ -77,6 +77,36 @@ def test_a_hung_node_is_replaced_and_its_late_result_refused(tmp_path, sample):
         farm.close()
 
 
+def test_with_no_node_alive_the_project_says_so_and_resumes_when_one_comes(tmp_path, sample):
+    """The only node hangs mid-render: within seconds `status` says the project waits for nodes and
+    why (not a silent `rendering`), the project does not fail, and a new node finishes it."""
+    from lookalike.coordinator.dispatch import WAITING_STAGE
+
+    path, truth = sample
+    farm = Farm(tmp_path / "farm", nodes=1)
+    try:
+        with Client(farm.address) as c:
+            p = c.submit(path, chunk_frames=6)
+            for ev in c.watch(p.id):
+                if ev.stage == "rendering" and ev.done > 0:
+                    break
+            farm.nodes[0].send_signal(signal.SIGSTOP)
+            t0 = time.monotonic()
+            _until(lambda: c.project(p.id).stage == WAITING_STAGE, timeout=30, what="the waiting stage")
+            waited = time.monotonic() - t0
+            q = c.project(p.id)
+            assert q.state not in ("failed", "done") and "no node is alive" in q.error, (q.state, q.error)
+            # The node timeout is 4 s here: the project says so within a few seconds of it.
+            assert waited < 15, waited
+            farm.add_node()
+            done = c.wait(p.id)
+            assert done.state == "done" and not done.error
+            assert media.probe(str(c.fetch_outputs(p.id, tmp_path / "out") / "final.mp4")).n_frames == truth["n_frames"]
+    finally:
+        farm.nodes[0].send_signal(signal.SIGCONT)
+        farm.close()
+
+
 def test_a_failing_node_is_blocklisted_and_the_work_done_elsewhere(tmp_path, sample):
     path, truth = sample
     farm = Farm(tmp_path / "farm", nodes=1)
