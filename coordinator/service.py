@@ -258,7 +258,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                 raise InputError(f"{name} is empty (0 bytes): pick the file again")
             await asyncio.to_thread(self.store.put_file, f"uploads/{upload_id}/{h.kind}{suffix}", tmp)
             # meta.json last: an upload without it (cut short) is never usable.
-            meta = {"filename": name, "kind": h.kind, "bytes": size, "tenant": tenant, "sha256": digest.hexdigest()}
+            meta = {"filename": name, "kind": h.kind, "bytes": size, "tenant": tenant, "sha256": digest.hexdigest(),
+                    "created": time.time()}
             await asyncio.to_thread(self.store.put_bytes, f"uploads/{upload_id}/meta.json", json.dumps(meta).encode())
         finally:
             os.unlink(tmp)
@@ -662,6 +663,11 @@ class Coordinator:
                                      discard=self.store.delete,
                                      providers=ProviderGate(settings.requests_per_minute, settings.concurrency))
         self.engine = Engine(settings, self.state, self.store, self.dispatcher)
+        from lookalike.coordinator.uploads import UploadSweeper
+
+        self.sweeper = UploadSweeper(self.store, self.state.all_project_options, grace_s=settings.upload_grace_s,
+                                     every_s=min(600.0, max(5.0, settings.upload_grace_s / 4)))
+        self.sweeper.start()
         self.auth = Auth.from_settings(settings)
         limiter = RateLimiter(settings.rate_per_s, settings.rate_burst)
         tls = server_tls(settings)
@@ -723,6 +729,7 @@ class Coordinator:
         self.server.wait_for_termination()
 
     def stop(self, grace: float = 1.0) -> None:
+        self.sweeper.stop()
         self.servicer.watches.stop()
         self.server.stop(grace).wait()
         self.control.stop(grace).wait()

@@ -576,6 +576,12 @@ class StateStore:
             )
         return [_project_from_row(r) for r in rows]
 
+    def all_project_options(self) -> list[dict[str, Any]]:
+        """Every project's options, any tenant (what the upload sweeper must keep)."""
+        with self._db.transaction() as tx:
+            rows = tx.execute("SELECT options FROM projects")
+        return [json.loads(r[0]) for r in rows]
+
     def unfinished_projects(self) -> list[Project]:
         """Projects to resume after a restart: every one not done, failed or cancelled."""
         finished = [s.value for s in _FINISHED_PROJECT_STATES]

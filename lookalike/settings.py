@@ -44,6 +44,7 @@ class Settings:
     max_side_px: int = 8192  # the longer side of a sample or subject
     max_pixels: int = 8192 * 4320  # width x height of a sample or subject
     max_media_items: int = 200  # clips and photos of one footage remake
+    upload_grace_s: float = 24 * 3600.0  # an upload no project uses is removed this long after it was made
     max_text_chars: int = 20_000  # --text lines and --script words together
     rate_per_s: float = 50.0  # API calls per second per tenant (token bucket); 0: no limit
     rate_burst: int = 200  # calls a tenant may make at once before the rate applies

@@ -24,13 +24,15 @@ C = grpc.StatusCode
 IDLE_S = 6.0  # the farm's stream idle timeout: short, so the test sees idle streams end
 STREAMS_EACH = 300  # idle streams of each kind; past the per-peer cap (256) the rest are refused
 STRESS_S = 8.0
+UPLOAD_GRACE_S = 3.0  # the sweeper then runs every 5 s
 BIG = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory):
     f = Farm(tmp_path_factory.mktemp("stall-farm"), nodes=1,
-             env={"LOOKALIKE_STREAM_IDLE_S": str(IDLE_S), "LOOKALIKE_RATE_PER_S": "0"})
+             env={"LOOKALIKE_STREAM_IDLE_S": str(IDLE_S), "LOOKALIKE_RATE_PER_S": "0",
+                  "LOOKALIKE_UPLOAD_GRACE_S": str(UPLOAD_GRACE_S)})
     yield f
     f.close()
 
@@ -236,3 +238,33 @@ def test_nested_json_is_invalid_argument(farm, project, method, message, field):
         with pytest.raises(grpc.RpcError) as err:
             getattr(stub, method)(req, timeout=30)
         assert err.value.code() == C.INVALID_ARGUMENT and "nested" in err.value.details()
+
+
+def test_uploads_of_a_refused_batch_are_removed_after_the_grace(farm, project, tmp_path):
+    """A batch whose second entry is no video is refused after its files were uploaded: the uploads no
+    project uses are gone a grace period later; the project's own sample stays."""
+    from lookalike.store import open_store
+
+    from lookalike.errors import InputError
+
+    good = tmp_path / "good.mp4"
+    make_clip(good, [(12, (200, 120, 60), 1.0)], bpm=None)
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video at all")
+    store = open_store(f"file://{(farm.home / 'store').resolve()}")
+    before = {k.split("/")[1] for k in store.list("uploads/")}
+    with Client(farm.address) as c, pytest.raises(InputError):
+        c.submit_batch([{"sample": good}, {"sample": bad}])
+    after = {k.split("/")[1] for k in store.list("uploads/")}
+    fresh = after - before
+    assert len(fresh) == 2  # both files went up before the batch was refused
+    deadline = time.monotonic() + 30
+    while fresh & {k.split("/")[1] for k in store.list("uploads/")}:
+        assert time.monotonic() < deadline, "the refused batch's uploads are still there"
+        time.sleep(0.5)
+    # What a project uses is kept (the module's project was uploaded well over the grace ago).
+    from lookalike.coordinator.state import open_state
+
+    with open_state(f"sqlite:///{(farm.home / 'state.db').resolve()}") as st:
+        sample_key = st.get_project(project).options["sample_key"]
+    assert store.exists(sample_key)
