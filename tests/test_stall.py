@@ -243,9 +243,8 @@ def test_nested_json_is_invalid_argument(farm, project, method, message, field):
 def test_uploads_of_a_refused_batch_are_removed_after_the_grace(farm, project, tmp_path):
     """A batch whose second entry is no video is refused after its files were uploaded: the uploads no
     project uses are gone a grace period later; the project's own sample stays."""
-    from lookalike.store import open_store
-
     from lookalike.errors import InputError
+    from lookalike.store import open_store
 
     good = tmp_path / "good.mp4"
     make_clip(good, [(12, (200, 120, 60), 1.0)], bpm=None)
