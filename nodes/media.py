@@ -460,6 +460,21 @@ def validate_sample(info: MediaInfo) -> None:
             f"{name} is {info.width}x{info.height}; the limit is {MAX_SIDE_PX} px on either side",
             hint=f"scale it down so neither side exceeds {MAX_SIDE_PX} px (4K or 8K works)",
         )
+    # The timeline is as long as the frames' timestamps say, and the remake's work (its audio above
+    # all) grows with it: a file whose few frames are stamped far apart declares a length its content
+    # does not hold (1.6 KB, two frames, 250 s), so it is refused here rather than rendered.
+    times = info.frame_times or ()
+    gap = max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+    if info.duration_s > 0 and (info.n_frames / info.duration_s < MIN_SAMPLE_FPS or gap > MAX_FRAME_GAP_S):
+        raise InputError(
+            f"{name} lasts {info.duration_s:.1f} s by its timestamps but holds only {info.n_frames} frames "
+            f"(the longest gap between two is {gap:.1f} s): that is not a video to remake",
+            hint="export the video again; a slideshow needs at least one frame a second",
+        )
+
+
+MIN_SAMPLE_FPS = 1.0  # frames per second a sample holds on average, at least
+MAX_FRAME_GAP_S = 10.0  # the longest a sample may go without a new frame
 
 
 def validate_media(info: MediaInfo) -> str:
