@@ -55,6 +55,25 @@ class ProgressEvent:
     error: str
 
 
+def _check_batch_item(k: int, item: dict) -> None:
+    from lookalike.client.media import PHOTO_SUFFIXES, VIDEO_SUFFIXES
+
+    for field, suffixes, what in (("sample", VIDEO_SUFFIXES, "a video"), ("subject", PHOTO_SUFFIXES, "a picture"),
+                                  ("music", None, "a sound file"), ("script", None, "a text file")):
+        value = item.get(field)
+        if not value:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            raise InputError(f"batch entry {k + 1}: {field} {value}: no such file", hint="nothing was uploaded")
+        if suffixes is not None and path.suffix.lower() not in suffixes:
+            raise InputError(f"batch entry {k + 1}: {field} {path.name} is not {what} (its suffix is "
+                             f"{path.suffix or 'none'})", hint="nothing was uploaded; fix the manifest")
+    for m in item.get("media") or ():
+        if not Path(m).exists():
+            raise InputError(f"batch entry {k + 1}: media {m}: no such file or folder", hint="nothing was uploaded")
+
+
 def _safe_name(name: str) -> str:
     """An output name from the server, used as a file name here: a plain name, never a path."""
     if (not name or len(name) > 255 or name in (".", "..") or name.startswith(".") or not name.isprintable()
@@ -277,7 +296,12 @@ class Client:
         )
 
     def submit_batch(self, items: list[dict]) -> list[Project]:
-        """Submit several remakes at once: each item holds `sample` and optional submit() arguments."""
+        """Submit several remakes at once: each item holds `sample` and optional submit() arguments.
+
+        Every item's files are checked here before the first byte is uploaded (they exist, and a
+        sample is a video file, a subject a picture, by suffix), so a bad entry uploads nothing."""
+        for k, item in enumerate(items):
+            _check_batch_item(k, item)
         reqs = [self._request(**item) for item in items]
         reply = self._call(self._stub.SubmitBatch, coordinator_pb2.BatchRequest(projects=reqs))
         return [Project._of(p) for p in reply.projects]

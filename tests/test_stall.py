@@ -267,3 +267,21 @@ def test_uploads_of_a_refused_batch_are_removed_after_the_grace(farm, project, t
     with open_state(f"sqlite:///{(farm.home / 'state.db').resolve()}") as st:
         sample_key = st.get_project(project).options["sample_key"]
     assert store.exists(sample_key)
+
+
+def test_a_batch_entry_that_is_no_video_uploads_nothing(farm, tmp_path):
+    """`lookalike submit` with an entry such as "../tokens.txt": refused before the first upload."""
+    from lookalike.store import open_store
+
+    from lookalike.errors import InputError
+
+    good = tmp_path / "good.mp4"
+    make_clip(good, [(12, (200, 120, 60), 1.0)], bpm=None)
+    secret = tmp_path / "tokens.txt"
+    secret.write_text("s3cret alice\n")
+    store = open_store(f"file://{(farm.home / 'store').resolve()}")
+    before = set(store.list("uploads/"))
+    with Client(farm.address) as c, pytest.raises(InputError, match=r"entry 2: sample tokens.txt is not a video"):
+        (tmp_path / "batch").mkdir()
+        c.submit_batch([{"sample": good}, {"sample": tmp_path / "batch" / ".." / "tokens.txt"}])
+    assert set(store.list("uploads/")) == before
