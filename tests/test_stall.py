@@ -271,9 +271,8 @@ def test_uploads_of_a_refused_batch_are_removed_after_the_grace(farm, project, t
 
 def test_a_batch_entry_that_is_no_video_uploads_nothing(farm, tmp_path):
     """`lookalike submit` with an entry such as "../tokens.txt": refused before the first upload."""
-    from lookalike.store import open_store
-
     from lookalike.errors import InputError
+    from lookalike.store import open_store
 
     good = tmp_path / "good.mp4"
     make_clip(good, [(12, (200, 120, 60), 1.0)], bpm=None)
