@@ -370,3 +370,22 @@ def test_metric_names_reads_promql():
         "lookalike_job_seconds_bucket"
     }
     assert metric_names("lookalike_typo_total") == {"lookalike_typo_total"}
+
+
+def test_the_control_plane_port_is_set_and_reachable_in_both_deployments():
+    """Node heartbeats go to a server of their own (LOOKALIKE_CONTROL_LISTEN): compose sets it, and on
+    Kubernetes the head pod names the port and the coordinator Service exposes it."""
+    from lookalike.settings import Settings
+
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    env = compose["services"]["coordinator"]["environment"]
+    port = hostport(env["LOOKALIKE_CONTROL_LISTEN"])[1]
+    assert Settings.from_env({"LOOKALIKE_CONTROL_LISTEN": env["LOOKALIKE_CONTROL_LISTEN"]}).control_listen
+    cluster = yaml.safe_load((DEPLOY / "kuberay" / "raycluster.yaml").read_text())
+    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    k8s_env = {e["name"]: e.get("value") for e in head["env"]}
+    assert hostport(k8s_env["LOOKALIKE_CONTROL_LISTEN"])[1] == port
+    assert {"name": "control", "containerPort": port} in head["ports"]
+    services = [d for d in yaml.safe_load_all((DEPLOY / "kuberay" / "services.yaml").read_text()) if d]
+    coordinator = next(s for s in services if s["metadata"]["name"] == "lookalike-coordinator")
+    assert any(p["name"] == "control" and p["port"] == port for p in coordinator["spec"]["ports"])
