@@ -253,3 +253,21 @@ def test_plain_path(tmp_path: Path) -> None:
     store.put_bytes("x.bin", b"1")
     assert (tmp_path / "plain" / "x.bin").read_bytes() == b"1"
     assert store.url == (tmp_path / "plain").as_uri()
+
+
+def test_read_range_reads_only_what_is_asked(store: SegmentStore) -> None:
+    """Download streams an output in 1 MiB reads: every backend returns exactly the range asked for,
+    b"" past the end, and NotFoundError for a missing key."""
+    data = bytes(range(256)) * 4096  # 1 MiB
+    store.put_bytes("projects/p/out/final.mp4", data)
+    assert store.read_range("projects/p/out/final.mp4", 0, 10) == data[:10]
+    assert store.read_range("projects/p/out/final.mp4", 1000, 5000) == data[1000:6000]
+    assert store.read_range("projects/p/out/final.mp4", len(data) - 3, 100) == data[-3:]
+    assert store.read_range("projects/p/out/final.mp4", len(data), 100) == b""
+    chunks, offset = [], 0
+    while chunk := store.read_range("projects/p/out/final.mp4", offset, 300_000):
+        chunks.append(chunk)
+        offset += len(chunk)
+    assert b"".join(chunks) == data and [len(c) for c in chunks] == [300_000] * 3 + [len(data) - 900_000]
+    with pytest.raises(NotFoundError):
+        store.read_range("projects/p/out/none.mp4", 0, 10)
