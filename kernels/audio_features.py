@@ -99,8 +99,14 @@ def onset_envelope(y: Any, rate: int, *, hop: int = HOP, fmax_hz: float | None =
     if fmax_hz is not None:
         top = np.geomspace(30.0, max(rate / 2.0, 31.0), bands.shape[0] + 1)[1:]
         bands = bands[: max(1, int((top <= fmax_hz).sum()))]
+    return _band_flux(xp, bands @ mag, rate, hop)
+
+
+def _band_flux(xp: Any, band_mag: Any, rate: int, hop: int) -> Any:
+    """Onset strength from band magnitudes (bands x frames): positive log-spectral flux, its slow part
+    removed."""
     # Log compression so quiet and loud passages both show their onsets.
-    logm = xp.log1p(1000.0 * (bands @ mag))
+    logm = xp.log1p(1000.0 * band_mag)
     flux = xp.maximum(0.0, xp.diff(logm, axis=1)).mean(axis=0)
     env = xp.concatenate([xp.zeros(1, dtype=flux.dtype), flux])
     # Remove the slowly varying part (crescendos are not onsets).
@@ -140,12 +146,7 @@ def tempo_envelope(y: Any, rate: int, *, hop: int = HOP) -> Any:
     if mag.shape[1] < 2:
         return xp.zeros(mag.shape[1], dtype=xp.float32)
     bands = xp.asarray(_mel_matrix(mag.shape[0], rate, N_FFT))
-    logm = xp.log1p(1000.0 * (bands @ mag))
-    flux = xp.maximum(0.0, xp.diff(logm, axis=1)).mean(axis=0)
-    env = xp.concatenate([xp.zeros(1, dtype=flux.dtype), flux])
-    k = max(1, int(round(0.4 * rate / hop)))
-    local = xp.convolve(env, xp.ones(k, dtype=env.dtype) / k, mode="same")
-    return xp.maximum(0.0, env - local).astype(xp.float32)
+    return _band_flux(xp, bands @ mag, rate, hop)
 
 
 # Tempo prior: log-normal around 120 bpm (Ellis 2007; librosa), 0.8 octave wide, not librosa's 1.0: with
