@@ -277,7 +277,8 @@ class Engine:
         content: an item whose bytes were analysed before (this tenant, any project) is read from
         the cache. Returns the items of docs/footage.md, each with its `analysis`."""
         items = opts["media"]
-        cached = {i: self._media_cached(project_id, it["sha256"]) for i, it in enumerate(items)}
+        cache_keys = self._media_cache_keys(project_id, items)
+        cached = {i: self._cached_json(key) for i, key in enumerate(cache_keys)}
         todo = [i for i, doc in cached.items() if doc is None]
         share = self._share(project_id)
         if todo:
@@ -334,7 +335,7 @@ class Engine:
                                 **share)
             for j in self._jobs(project_id, {"media_vision"}):
                 cached[j.scene_index] = j.result["features"]
-                self._media_cache_put(project_id, items[j.scene_index]["sha256"], j.result["features"])
+                self.store.put_bytes(cache_keys[j.scene_index], json.dumps(j.result["features"]).encode())
         out = []
         for i, it in enumerate(items):
             info = it["info"]
@@ -354,22 +355,20 @@ class Engine:
                                               "spec": {}, "max_attempts": self.settings.max_attempts}
                                              for i in indices])
 
-    def _media_cache_key(self, project_id: str, sha256: str) -> str:
+    def _media_cache_keys(self, project_id: str, items: list[dict]) -> list[str]:
+        """Where each item's analysis is cached: per tenant (hashed) and content, by analysis version."""
         import hashlib
 
         tenant = hashlib.sha256(self.state.get_project(project_id).tenant.encode()).hexdigest()[:16]
-        return f"cache/media/{tenant}/{sha256[:32]}-{MEDIA_ANALYSIS_VERSION}.json"
+        return [f"cache/media/{tenant}/{it['sha256'][:32]}-{MEDIA_ANALYSIS_VERSION}.json" for it in items]
 
-    def _media_cached(self, project_id: str, sha256: str) -> dict | None:
+    def _cached_json(self, key: str) -> dict | None:
         from lookalike.errors import NotFoundError
 
         try:
-            return json.loads(self.store.get_bytes(self._media_cache_key(project_id, sha256)))
+            return json.loads(self.store.get_bytes(key))
         except (NotFoundError, ValueError):
             return None
-
-    def _media_cache_put(self, project_id: str, sha256: str, doc: dict) -> None:
-        self.store.put_bytes(self._media_cache_key(project_id, sha256), json.dumps(doc).encode())
 
     def _analyze_music(self, project_id: str, opts: dict, cancelled) -> dict | None:
         """The user's music track: its tempo and beats (an audio analysis job, no transcript)."""

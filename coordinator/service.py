@@ -267,6 +267,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def _upload_key(self, upload_id: str, kind: str, tenant: str) -> str:
         """The store key of the caller's own finished upload of this kind; NotFoundError for anything else."""
+        return self._upload(upload_id, kind, tenant)[0]
+
+    def _upload(self, upload_id: str, kind: str, tenant: str) -> tuple[str, dict]:
+        """(store key, meta.json) of the caller's own finished upload of this kind (see _upload_key)."""
         missing = NotFoundError(f"no {kind} upload {clean_label(upload_id, 80)!r}: upload it first")
         if not re.fullmatch(r"[0-9a-f]{32}", upload_id or ""):
             raise missing
@@ -279,7 +283,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         keys = [k for k in self.store.list(f"uploads/{upload_id}/") if not k.endswith("/meta.json")]
         if not keys:
             raise missing
-        return keys[0]
+        return keys[0], meta
 
     def _user_words(self, exc: LookalikeError, key: str) -> LookalikeError:
         """The error with the store's path of an upload replaced by the name the user gave the file."""
@@ -392,7 +396,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         items, skipped, names = [], [], set()
         for m in req.media:
             label = clean_label(m.name, 255) or "media item"
-            key = self._upload_key(m.upload_id, "media", tenant)
+            key, meta = self._upload(m.upload_id, "media", tenant)
             try:
                 info = self._check(key, "media")
             except LookalikeError as exc:
@@ -400,7 +404,6 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                     raise
                 skipped.append({"name": label, "reason": str(exc.message).replace(key, label)})
                 continue
-            meta = json.loads(self.store.get_bytes(key.rsplit("/", 1)[0] + "/meta.json"))
             while label in names:  # two files of one name in different folders
                 label += "'"
             names.add(label)
@@ -411,9 +414,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
                              hint="give video files (MP4, MOV, MKV, WebM) or photos (JPEG, PNG, WebP)")
         out.update(media=items, media_skipped=skipped)
         if req.music_upload_id:
-            music_key = self._upload_key(req.music_upload_id, "music", tenant)
+            music_key, meta = self._upload(req.music_upload_id, "music", tenant)
             info = self._check(music_key, "music")
-            meta = json.loads(self.store.get_bytes(music_key.rsplit("/", 1)[0] + "/meta.json"))
             out.update(music_key=music_key, music_name=meta.get("filename") or "music", music_sha256=meta["sha256"],
                        music_info=info)
         return out
