@@ -308,10 +308,8 @@ def cmd_submit(args) -> int:
         if "media" in i:
             if not isinstance(i["media"], list) or not all(isinstance(m, str) for m in i["media"]):
                 raise InputError('"media" in a manifest is a list of paths (files or folders)')
+            # Existence is checked with the other files, before the first upload (Client.submit_batch).
             i["media"] = [str((base / m).resolve()) if not os.path.isabs(m) else m for m in i["media"]]
-            for m in i["media"]:
-                if not os.path.exists(m):
-                    raise InputError(f"media {m}: no such file or folder", hint="check the manifest's paths")
     with _connect(args.cluster, args) as c:
         outs = [i.pop("out", None) for i in items]
         projects = c.submit_batch(items)

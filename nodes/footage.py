@@ -256,7 +256,7 @@ class FootageSource:
     `path` is the local file of the scene's media item (a video, or a photo); `scene` the plan
     scene (start_frame, end_frame, grade, camera.trajectory, source as docs/footage.md); `fps`
     the output frame rate F. Construction probes the item, plans every frame's item position and
-    geometry, and measures the colour transfer on COLOUR_VIEWS frames. `frame` decodes the item
+    geometry, and measures the colour transfer on up to STATS_FRAMES used item frames. `frame` decodes the item
     frames of WINDOW output frames at a time (callers read in order). `xp` (numpy or cupy) is
     where the colour LUT is applied when no baked table is used; frames come back as numpy.
     """
