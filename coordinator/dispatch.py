@@ -1,8 +1,10 @@
-"""Scheduling jobs onto nodes with Ray.
+"""Scheduling jobs onto nodes, through a transport (Ray by default).
 
 The coordinator decides which node runs which attempt (alive, free slot, not blocklisted for the job's
-kind); a Ray actor, the gateway, makes the gRPC calls concurrently and hands back only the small reply
-messages. Frames never travel through Ray: nodes read and write media in the segment store.
+kind); a transport (`lookalike.coordinator.transport`) makes the calls to nodes and hands back only the
+small reply messages. By default that is Ray: a Ray actor, the gateway, makes the gRPC calls
+concurrently. Frames never travel through it: nodes read and write media in the segment store.
+`InProcessTransport` calls Python handlers instead, with no Ray and no processes (unit tests).
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import ray
-
+from lookalike.coordinator.transport import STORE_DOWN, RayTransport, Transport
 from lookalike.errors import CancelledError, JobError, LookalikeError, StoreError
 from lookalike.obs import ATTEMPTS, JOB_SECONDS, JOBS, NODES, QUEUE_DEPTH, QUEUE_WAIT, get_logger
 
@@ -22,65 +24,18 @@ log = get_logger("dispatch")
 # Codes after which the same job may well succeed on another try or another node.
 WAITING_STAGE = "waiting for nodes"
 TRANSIENT = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "UNKNOWN", "RESOURCE_EXHAUSTED", "ABORTED", "CANCELLED"}
-# What the gateway answers when a node says the segment store failed under it (S3 errors, a full disk):
-# nobody's fault on our side, so the attempt is not charged, the node not blamed, and the project pauses.
-STORE_DOWN = "STORE_UNAVAILABLE"
+# STORE_DOWN (imported from the transport, and still importable from here) is what a call answers when a
+# node says the segment store failed under it: the attempt is not charged, the node not blamed.
 
 
-@ray.remote(num_cpus=0, max_concurrency=64)
-class NodeGateway:
-    """Makes unary gRPC calls to nodes by method name, with raw message bytes both ways."""
+def __getattr__(name: str) -> Any:
+    # The Ray actor moved to the transport; `from lookalike.coordinator.dispatch import NodeGateway`
+    # still gives it (and imports Ray only then).
+    if name == "NodeGateway":
+        from lookalike.coordinator.transport import node_gateway
 
-    def __init__(self) -> None:
-        import grpc
-
-        self._grpc = grpc
-        self._channels: dict[str, object] = {}
-        self._calls: dict[str, object] = {}
-        self._lock = threading.Lock()
-
-    def _channel(self, address: str):
-        with self._lock:
-            ch = self._channels.get(address)
-            if ch is None:
-                from lookalike.grpcutil import channel
-
-                ch = self._channels[address] = channel(address)
-            return ch
-
-    def call(self, address: str, method: str, payload: bytes, timeout: float, call_id: str = "") -> tuple[str, bytes | str]:
-        ch = self._channel(address)
-        fn = ch.unary_unary(f"/lookalike.v1.Node/{method}")
-        future = fn.future(payload, timeout=timeout)
-        if call_id:
-            with self._lock:
-                self._calls[call_id] = future
-        try:
-            return "OK", future.result()
-        except self._grpc.FutureCancelledError:
-            return "CANCELLED", "cancelled by the coordinator"
-        except self._grpc.RpcError as exc:
-            from lookalike.errors import error_kind
-
-            if error_kind(exc.trailing_metadata()) == "StoreError":
-                return STORE_DOWN, exc.details() or str(exc)
-            return exc.code().name, exc.details() or str(exc)
-        finally:
-            if call_id:
-                with self._lock:
-                    self._calls.pop(call_id, None)
-
-    def cancel(self, call_ids: list[str]) -> int:
-        """Cancel calls in flight (the node sees its request cancelled and stops the range)."""
-        with self._lock:
-            futures = [self._calls.get(i) for i in call_ids]
-        return sum(1 for f in futures if f is not None and f.cancel())
-
-    def forget(self, address: str) -> None:
-        with self._lock:
-            ch = self._channels.pop(address, None)
-        if ch is not None:
-            ch.close()
+        return node_gateway()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def share_slots(
@@ -105,28 +60,6 @@ def share_slots(
         if p in waiting:
             out[p] = min(waiting[p][3], free)
     return out
-
-
-def _start_ray(address: str | None, tries: int = 2) -> None:
-    """Join a Ray cluster, or start a local one. On a loaded machine a local Ray can miss its start-up
-    deadline: it is tried again once before the error, which then says what to do."""
-    from lookalike.errors import ConfigError
-
-    for attempt in range(tries):
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
-            else:
-                ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-            return
-        except Exception as exc:  # noqa: BLE001 - Ray raises plain Exceptions for start-up failures
-            ray.shutdown()
-            if attempt + 1 == tries:
-                raise ConfigError(
-                    f"Ray did not start ({exc})",
-                    hint="check --ray-address, or free some CPU and memory and try again",
-                ) from exc
-            log.warning("ray_start_retry", error=str(exc))
 
 
 class ProviderGate:
@@ -180,7 +113,10 @@ class Dispatcher:
 
     def __init__(self, state, *, ray_address: str | None = None, node_timeout_s: float = 6.0,
                  call_timeout_s: float = 300.0, blocklist_after: int = 3,
-                 discard: Callable[[str], None] | None = None, providers: ProviderGate | None = None) -> None:
+                 discard: Callable[[str], None] | None = None, providers: ProviderGate | None = None,
+                 transport: Transport | None = None) -> None:
+        """`transport` makes the calls to nodes; None: a `RayTransport` that joins the Ray cluster at
+        `ray_address` (or starts a local one) unless Ray is already initialized here."""
         self.state = state
         self.discard = discard
         self.providers = providers or ProviderGate()
@@ -196,13 +132,15 @@ class Dispatcher:
         # Re-entrant: picking a node under the lock asks which nodes are alive, which takes it too.
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        if not ray.is_initialized():
-            _start_ray(ray_address)
-        self.gateway = NodeGateway.remote()
+        self.transport: Transport = transport if transport is not None else RayTransport(ray_address)
         self._queued: dict[str, int] = {}
         # Read at scrape time, so an idle farm reports its nodes and an empty queue truthfully.
         NODES.set_function(lambda: len(self.alive_nodes()))
         QUEUE_DEPTH.set_function(lambda: sum(self._queued.values()))
+
+    def close(self) -> None:
+        """Release the transport (a Ray transport ends its gateway actor; Ray itself stays up)."""
+        self.transport.close()
 
     # -- the node registry --------------------------------------------------------------------
     def register(self, node_id: str, address: str, capabilities: tuple[str, ...], slots: int) -> None:
@@ -250,7 +188,7 @@ class Dispatcher:
         for n in dead:
             moved = self.state.requeue_attempts_of_node(n.node_id, "node stopped heartbeating")
             log.warning("node_lost", node=n.node_id, requeued=moved)
-            self.gateway.forget.remote(n.address)
+            self.transport.forget(n.address)
 
     def _pick(self, kind: str, needs: tuple[str, ...]) -> NodeSlot | None:
         best = None
@@ -278,7 +216,8 @@ class Dispatcher:
                 self.wait_for_nodes(1, self.node_timeout_s * 5)
                 nodes = self.alive_nodes()
             node = min(nodes, key=lambda n: n.running / n.slots)
-            code, payload = ray.get(self.gateway.call.remote(node.address, method, request.SerializeToString(), 60.0))
+            code, payload = self.transport.result(
+                self.transport.submit(node.address, method, request.SerializeToString(), 60.0))
             if code == "OK":
                 return convert(reply_type.FromString(payload))
             if code == STORE_DOWN:
@@ -344,10 +283,10 @@ class Dispatcher:
         try:
             while True:
                 if cancelled is not None and cancelled.is_set():
-                    self.gateway.cancel.remote([entry[1].id for entry in inflight.values()])
+                    self.transport.cancel([entry[1].id for entry in inflight.values()])
                     raise CancelledError(f"project {project_id} was cancelled")
                 self._reap_dead_nodes()
-                jobs = [j for j in self.state.jobs(project_id) if j.kind in kinds and (select is None or select(j))]
+                jobs = [j for j in self.state.jobs(project_id, kinds=kinds, results=False) if select is None or select(j)]
                 dead = [j for j in jobs if j.state == "dead"]
                 if dead:
                     raise JobError(f"job {dead[0].kind} (frames {dead[0].start_frame}-{dead[0].end_frame}) failed "
@@ -376,8 +315,8 @@ class Dispatcher:
                     attempt = self.state.start_attempt(job.id, node.node_id)
                     QUEUE_WAIT.labels(job.kind).observe(max(0.0, attempt.started_at - job.updated_at))
                     method, request = build(job, attempt)
-                    ref = self.gateway.call.remote(node.address, method, request.SerializeToString(),
-                                                   self.call_timeout_s, attempt.id)
+                    ref = self.transport.submit(node.address, method, request.SerializeToString(),
+                                                self.call_timeout_s, attempt.id)
                     inflight[ref] = (job, attempt, node, method, time.time(), paid)
                     started += 1
                 with self._lock:
@@ -397,11 +336,11 @@ class Dispatcher:
                     with self._lock:
                         self._changed.wait(0.2)
                     continue
-                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.2)
+                ready = self.transport.wait(list(inflight), timeout=0.2)
                 for ref in ready:
                     job, attempt, node, method, t0, paid = inflight.pop(ref)
                     self._release(node, tenant, paid)
-                    code, payload = ray.get(ref)
+                    code, payload = self.transport.result(ref)
                     try:
                         self._settle(job, attempt, node, method, code, payload, t0, parse, on_done)
                     except StoreError:
@@ -435,7 +374,7 @@ class Dispatcher:
         dropped so nothing orphaned stays in the store."""
         for ref, (job, attempt, node, method, _, _) in inflight.items():
             try:
-                code, payload = ray.get(ref, timeout=self.call_timeout_s + 30)
+                code, payload = self.transport.result(ref, timeout=self.call_timeout_s + 30)
             except Exception as exc:  # noqa: BLE001 - a late result that never comes is simply gone
                 log.warning("late_result_lost", job=job.id, attempt=attempt.id, error=repr(exc))
                 continue

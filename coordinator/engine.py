@@ -405,8 +405,8 @@ class Engine:
         return best[1], best[2], best[3]
 
     def _jobs(self, project_id: str, kinds: set[str], version: int | None = None) -> list:
-        return [j for j in self.state.jobs(project_id)
-                if j.kind in kinds and (version is None or _version(j) == version)]
+        return [j for j in self.state.jobs(project_id, kinds=kinds)
+                if version is None or _version(j) == version]
 
     def _fail(self, project_id: str, exc: BaseException) -> None:
         kind = type(exc).__name__ if isinstance(exc, LookalikeError) else "LookalikeError"

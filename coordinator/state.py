@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -725,14 +725,30 @@ class StateStore:
         return jobs
 
     def jobs(
-        self, project_id: str, kind: str | None = None, state: JobState | str | None = None
+        self,
+        project_id: str,
+        kind: str | None = None,
+        state: JobState | str | None = None,
+        *,
+        kinds: Collection[str] | None = None,
+        results: bool = True,
     ) -> list[Job]:
-        """The project's jobs in the order they were added, optionally of one kind and state."""
-        sql = f"SELECT {_JOB_COLS} FROM jobs WHERE project_id = ?"
+        """The project's jobs in the order they were added, optionally of one kind (or of `kinds`)
+        and state. `results=False` leaves each job's `result` None: a footage project's analysis
+        results run to tens of megabytes of JSON, which a scheduler polling job states several
+        times a second must not read and parse each time."""
+        cols = _JOB_COLS if results else _JOB_COLS.replace(" result,", " NULL,")
+        sql = f"SELECT {cols} FROM jobs WHERE project_id = ?"
         params: list[Any] = [project_id]
         if kind is not None:
             sql += " AND kind = ?"
             params.append(kind)
+        if kinds is not None:
+            kinds = sorted(set(kinds))
+            if not kinds:
+                return []
+            sql += f" AND kind IN ({', '.join('?' for _ in kinds)})"
+            params.extend(kinds)
         if state is not None:
             sql += " AND state = ?"
             params.append(_enum(JobState, state).value)

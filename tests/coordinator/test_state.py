@@ -223,6 +223,24 @@ def test_add_and_filter_jobs(state: StateStore) -> None:
     assert len(state.jobs(pid)) == 4
 
 
+def test_jobs_by_kinds_without_results(state: StateStore) -> None:
+    """The scheduler's poll: several kinds in one query, and no result JSON read (None), while the
+    job's spec, state and output key still come back."""
+    pid, ids = _render_jobs(state, n=2)
+    state.add_jobs(pid, [{"kind": "assemble", "scene_index": -1, "start_frame": 0, "end_frame": 0},
+                         {"kind": "score", "scene_index": -1, "start_frame": 0, "end_frame": 0}])
+    attempt = state.start_attempt(ids[0], "node-a")
+    assert state.finish_attempt(attempt.id, ok=True, output_key="segments/a.mp4", result={"features": [1] * 1000})
+    assert [j.kind for j in state.jobs(pid, kinds={"render", "score"})] == ["render", "render", "score"]
+    assert state.jobs(pid, kinds=set()) == []
+    light = state.jobs(pid, kinds=["render"], results=False)
+    full = state.jobs(pid, kinds=["render"])
+    assert [j.id for j in light] == ids and full[0].result == {"features": [1] * 1000}
+    assert light[0].result is None and light[0].output_key == "segments/a.mp4"
+    assert light[0].state is JobState.SUCCEEDED and light[1].spec == {"grade": {"exposure": 0.1}}
+    assert [(j.id, j.state, j.spec) for j in light] == [(j.id, j.state, j.spec) for j in full]
+
+
 def test_attempt_promotes_once(state: StateStore, clock: FakeClock) -> None:
     _, (job_id, *_) = _render_jobs(state)
     attempt = state.start_attempt(job_id, "node-a")
