@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lookalike.coordinator.transport import STORE_DOWN, RayTransport, Transport
+
 from lookalike.errors import CancelledError, JobError, LookalikeError, StoreError
 from lookalike.obs import ATTEMPTS, JOB_SECONDS, JOBS, NODES, QUEUE_DEPTH, QUEUE_WAIT, get_logger
 
@@ -385,7 +386,7 @@ class Dispatcher:
                                               transient=code in TRANSIENT or code == STORE_DOWN,
                                               charge=code != STORE_DOWN)
             ATTEMPTS.labels(job.kind, "promoted" if promoted else "late").inc()
-            log.info("late_result", job=job.id, attempt=attempt.id, node=node.node_id, promoted=promoted, code=code)
+            log.info("late_result", job=job.id, attempt=attempt.id, node=node.node_id if node is not None else None, promoted=promoted, code=code)
             if not promoted and key and self.discard is not None:
                 try:
                     self.discard(key)
