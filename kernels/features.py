@@ -308,10 +308,24 @@ def phase_correlate(prev: Any, cur: Any) -> tuple[float, float, float]:
 
 
 def _bilinear(img: Any, x: Any, y: Any) -> tuple[Any, Any]:
-    """Sample img at float pixel coordinates; returns (values, inside-mask)."""
+    """Sample img at float pixel coordinates; returns (values, inside-mask).
+
+    On the CPU, OpenCV's remap does the sampling (about 5x faster than four gathers); it rounds the
+    coordinates to 1/32 pixel (cv2.INTER_TAB_SIZE), far below what the motion fit resolves."""
     xp = get_xp(img)
     h, w = img.shape
     inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    if xp is np:
+        import cv2
+
+        v = cv2.remap(
+            np.ascontiguousarray(img, dtype=np.float32),
+            np.ascontiguousarray(x, dtype=np.float32),
+            np.ascontiguousarray(y, dtype=np.float32),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        return v, inside
     x = xp.clip(x, 0, w - 1.001)
     y = xp.clip(y, 0, h - 1.001)
     x0 = xp.floor(x).astype(xp.int32)

@@ -240,3 +240,48 @@ def apply_table(img: Any, table: Any) -> Any:
     idx = p[..., 0] | (p[..., 1] << 8) | (p[..., 2] << 16)
     v = xp.take(table, idx)
     return xp.stack([v & 255, (v >> 8) & 255, (v >> 16) & 255], axis=-1).astype(xp.uint8)
+
+
+# The top byte of a table entry says whether it has been filled (outputs use the low 24 bits, and
+# the RGBA -> RGB conversion drops it), so an untouched entry is 0 and the table starts as calloc'd
+# pages the lookups fault in on demand.
+_FILLED = 0x01000000
+
+
+class LazyTable:
+    """A LUT's 2^24 uint8 table (the same entries as `bake_table`), filled only at the colours the
+    frames it is applied to hold, when they first appear.
+
+    A run of video frames holds a few hundred thousand to a few million distinct colours, so this
+    costs a fraction of baking all 16.7 million (about 5 s a core for a tetrahedral LUT), and every
+    later frame is a table lookup plus a check. Bit for bit `apply_lut(img, lut, method)`: each
+    colour goes through apply_lut itself. NumPy only (a CuPy frame goes through apply_lut).
+    """
+
+    def __init__(self, lut: Lut3D, method: str = "tetrahedral") -> None:
+        choice("lut.method", method, METHODS)
+        self.lut, self.method = lut, method
+        self.table = np.zeros(1 << 24, dtype=np.uint32)
+        self.filled = 0
+
+    def apply(self, img: np.ndarray) -> np.ndarray:
+        """A uint8 HxWx3 picture through the LUT (float pictures go through apply_lut)."""
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            return apply_lut(img, self.lut, self.method)
+        import cv2
+
+        h, w = img.shape[:2]
+        idx = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2RGBA).view(np.uint32).reshape(h, w)
+        idx &= np.uint32(0xFFFFFF)
+        out = np.take(self.table, idx)
+        missing = out < np.uint32(_FILLED)
+        if missing.any():
+            # Sorted and deduplicated by hand: np.unique takes about 15x as long on a frame's worth.
+            new = np.sort(idx[missing])
+            new = new[np.concatenate(([True], new[1:] != new[:-1]))]
+            rgb = np.stack([new & 255, (new >> 8) & 255, new >> 16], axis=-1).astype(np.uint8)
+            o = apply_lut(rgb, self.lut, self.method).astype(np.uint32)
+            self.table[new] = o[:, 0] | (o[:, 1] << 8) | (o[:, 2] << 16) | np.uint32(_FILLED)
+            self.filled += int(new.size)
+            out[missing] = np.take(self.table, idx[missing])
+        return cv2.cvtColor(out.view(np.uint8).reshape(h, w, 4), cv2.COLOR_RGBA2RGB)

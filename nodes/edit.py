@@ -389,21 +389,22 @@ def _build(name: str, prm: dict[str, Any], seed: int, index: int, where: str) ->
 
 
 class _LutStage(_Stage):
-    """A LUT; for runs of frames it bakes the 2^24 table once (bit-identical to per-pixel)."""
+    """A LUT; for runs of frames its 2^24 table is filled at the colours that appear (a
+    `klut.LazyTable`, bit-identical to per-pixel)."""
 
     def __init__(self, lut: klut.Lut3D, method: str) -> None:
         self.lut, self.method = lut, method
-        self.table: np.ndarray | None = None
+        self.table: klut.LazyTable | None = None
 
     def prepare(self, n_frames: int, pixels: int) -> None:
-        # Baking costs about 8 frames of 1080p per-pixel work; it pays from there on.
-        if self.table is None and n_frames * pixels >= (1 << 24):
-            self.table = klut.bake_table(self.lut, self.method)
+        # The table holds 64 MiB; a frame or two are cheaper per pixel.
+        if self.table is None and n_frames >= 3:
+            self.table = klut.LazyTable(self.lut, self.method)
 
     def render(self, k: int, get: Callable[[int], Frame], n_in: int) -> Frame:
         f = get(k)
-        if self.table is not None and f.dtype == np.uint8:
-            return klut.apply_table(f, self.table)
+        if self.table is not None and isinstance(f, np.ndarray) and f.dtype == np.uint8:
+            return self.table.apply(f)
         return klut.apply_lut(f, self.lut, self.method)
 
 

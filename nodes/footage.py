@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -80,8 +81,6 @@ SAME_LOOK_LAB = 1.5
 SAME_LOOK_STD = 0.08
 _PALETTE_PIXELS = 60_000
 """Most refits of a scene's colour transfer (see _fit_transfer)."""
-# Applying the LUT to this many pixels costs about what baking its 2^24-entry table does.
-_BAKE_AFTER_PX = 6_000_000
 _IDENTITY_TOLERANCE = 0.5 / 255.0  # a colour LUT that moves nothing by half a code value is skipped
 
 # H.273 transfer characteristics of HDR video.
@@ -216,35 +215,46 @@ def _inbetween(fa: np.ndarray, fb: np.ndarray, w: float, flows: tuple[np.ndarray
     The flows from the in-between to each end are approximated from the two end flows as in Super
     SloMo (Jiang et al. 2018): F_t0 = -(1-t) t F_01 + t^2 F_10, F_t1 = (1-t)^2 F_01 - t (1-t) F_10;
     each end is warped backward along its flow and the two are blended by closeness in time.
+    `flows` are at the flow size (`_flows`): the mix is made there and scaled up once per end,
+    which equals mixing the scaled-up flows (bilinear scaling is linear).
     """
     f01, f10 = flows
     t = float(w)
+    h, wd = fa.shape[:2]
+    sh, sw = f01.shape[:2]
     ft0 = -(1 - t) * t * f01 + t * t * f10
     ft1 = (1 - t) * (1 - t) * f01 - t * (1 - t) * f10
-    h, wd = fa.shape[:2]
-    gx, gy = np.meshgrid(np.arange(wd, dtype=np.float32), np.arange(h, dtype=np.float32))
-    wa = cv2.remap(fa, gx + ft0[..., 0], gy + ft0[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    wb = cv2.remap(fb, gx + ft1[..., 0], gy + ft1[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.addWeighted(wa, 1.0 - t, wb, t, 0.0)
+    gx, gy = _grid(h, wd)
+    ends = []
+    for picture, ft in ((fa, ft0), (fb, ft1)):
+        if (sh, sw) != (h, wd):
+            ft = cv2.resize(ft, (wd, h), interpolation=cv2.INTER_LINEAR)
+            ft[..., 0] *= wd / sw
+            ft[..., 1] *= h / sh
+        ft[..., 0] += gx
+        ft[..., 1] += gy
+        ends.append(cv2.remap(picture, ft[..., 0], ft[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+    return cv2.addWeighted(ends[0], 1.0 - t, ends[1], t, 0.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel x and y coordinates of an h x w picture (read-only, shared)."""
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = gy.flags.writeable = False
+    return gx, gy
 
 
 def _flows(fa: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense optical flow fa->fb and fb->fa (pixels of fa's size), DIS at most _FLOW_WIDTH wide."""
+    """Dense optical flow fa->fb and fb->fa, DIS at most _FLOW_WIDTH wide, at that size and in its
+    pixels (`_inbetween` scales them up to fa's size)."""
     h, w = fa.shape[:2]
     s = min(1.0, _FLOW_WIDTH / w)
     size = (max(8, round(w * s)), max(8, round(h * s)))
     ga = cv2.cvtColor(cv2.resize(fa, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
     gb = cv2.cvtColor(cv2.resize(fb, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    out = []
-    for x, y in ((ga, gb), (gb, ga)):
-        f = dis.calc(x, y, None)
-        if size != (w, h):
-            f = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR)
-            f[..., 0] *= w / size[0]
-            f[..., 1] *= h / size[1]
-        out.append(f)
-    return out[0], out[1]
+    return dis.calc(ga, gb, None), dis.calc(gb, ga, None)
 
 
 # ---------------------------------------------------------------- the source
@@ -309,8 +319,8 @@ class FootageSource:
         self._items: dict[int, np.ndarray] = {}
         self._flow_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.lut = self._solve_colour(scene)
-        self._table: Any = None
-        self._direct_px = 0
+        # Filled at the colours the frames hold, as they come (bit for bit apply_lut).
+        self._table = klut.LazyTable(self.lut) if self.lut is not None and self.xp is np else None
 
     # ------------------------------------------------------------ opening
 
@@ -568,15 +578,7 @@ class FootageSource:
             from lookalike.kernels.xp import to_host
 
             return to_host(klut.apply_lut(self.xp.asarray(picture), self.lut.to(self.xp)))
-        px = picture.shape[0] * picture.shape[1]
-        if self._table is None and max(WINDOW * px, self._direct_px) < _BAKE_AFTER_PX:
-            self._direct_px += px
-            return klut.apply_lut(picture, self.lut)
-        if self._table is None:
-            # Baked once (2-3 s a core) so that every later frame is one table lookup; the same
-            # pixels as apply_lut (lut.bake_table's contract), so switching keeps sub-ranges identical.
-            self._table = klut.bake_table(self.lut)
-        return klut.apply_table(picture, self._table)
+        return self._table.apply(picture)
 
     # ------------------------------------------------------------ frames
 

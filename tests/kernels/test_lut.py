@@ -146,3 +146,24 @@ def test_gpu_parity() -> None:
     assert np.array_equal(
         L.apply_table(cp.asarray(img), table).get(), L.apply_lut(cp.asarray(img), lut.to(cp)).get()
     )
+
+
+@pytest.mark.parametrize("method", ["tetrahedral", "trilinear"])
+def test_lazy_table_equals_per_pixel_apply(method: str) -> None:
+    """Filled colour by colour as frames come, bit for bit apply_lut; a colour seen before is not
+    computed again, and a float frame goes through apply_lut itself."""
+    lut = _warm_lut(33)
+    lazy = L.LazyTable(lut, method)
+    first = _random_picture(3, 90, 120)
+    assert np.array_equal(lazy.apply(first), L.apply_lut(first, lut, method))
+    n_first = lazy.filled
+    assert 0 < n_first <= 90 * 120
+    # The same colours again, rearranged, plus black and white (entries 0 and 2^24 - 1).
+    again = np.ascontiguousarray(first[::-1, ::-1])
+    again[0, 0], again[0, 1] = 0, 255
+    assert np.array_equal(lazy.apply(again), L.apply_lut(again, lut, method))
+    assert lazy.filled <= n_first + 2
+    second = _random_picture(4, 60, 80)
+    assert np.array_equal(lazy.apply(second), L.apply_lut(second, lut, method))
+    as_float = first.astype(np.float32) / 255.0
+    assert np.array_equal(lazy.apply(as_float), L.apply_lut(as_float, lut, method))
