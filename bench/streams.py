@@ -56,7 +56,12 @@ async def _step(address: str, project_id: str, n: int, pid: int) -> dict:
     # Each watch's first event (the project as it stands), bounded: a coordinator that no longer
     # answers is a failed step, not a hung benchmark.
     first = await asyncio.gather(*(asyncio.wait_for(c.read(), 30) for c in calls[::2]), return_exceptions=True)
-    failed += sum(isinstance(x, BaseException) for x in first)
+    why: dict[str, int] = {}
+    for x in first:
+        if isinstance(x, BaseException):
+            name = x.code().name if isinstance(x, grpc.aio.AioRpcError) else type(x).__name__
+            why[f"watch {name}"] = why.get(f"watch {name}", 0) + 1
+    failed += sum(why.values())
     opened_s = time.perf_counter() - t0
     lat = []
     async with grpc.aio.insecure_channel(address) as ch:
@@ -67,14 +72,17 @@ async def _step(address: str, project_id: str, n: int, pid: int) -> dict:
             lat.append(time.perf_counter() - t)
     rss = _rss_mib(pid)
     # An idle upload still open has not failed; one the coordinator ended has (a cap, a timeout).
-    failed += sum([c.done() and (await c.code()) != grpc.StatusCode.OK for c in calls[1::2]])
+    for c in calls[1::2]:
+        if c.done() and (code := await c.code()) != grpc.StatusCode.OK:
+            failed += 1
+            why[f"upload {code.name}: {await c.details()}"] = why.get(f"upload {code.name}: {await c.details()}", 0) + 1
     for c in calls:
         c.cancel()
     for ch in channels:
         await ch.close()
     lat.sort()
     return {"streams": 2 * n, "opened_s": opened_s, "failed": failed, "p50_ms": lat[100] * 1e3,
-            "p99_ms": lat[197] * 1e3, "rss_mib": rss}
+            "p99_ms": lat[197] * 1e3, "rss_mib": rss, "why": why}
 
 
 def main() -> None:
@@ -101,8 +109,8 @@ def main() -> None:
                             break
                         r = await _step(farm.address, p.id, n, farm.coordinator.pid)
                         print("{streams} streams: opened in {opened_s:.1f} s, {failed} failed, GetProject p50 "
-                              "{p50_ms:.1f} ms p99 {p99_ms:.1f} ms, coordinator rss {rss_mib:.0f} MiB".format(**r),
-                              flush=True)
+                              "{p50_ms:.1f} ms p99 {p99_ms:.1f} ms, coordinator rss {rss_mib:.0f} MiB".format(**r)
+                              + (f"; failures: {r['why']}" if r["why"] else ""), flush=True)
                         if r["failed"] or r["p99_ms"] > 1000:
                             break
 
