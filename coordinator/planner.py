@@ -1,6 +1,6 @@
 """From an analysis to a plan: one entry per sample scene, in the plan.json format.
 
-Plain dictionaries in and out (the documents of DESIGN.md); no media work happens here.
+Plain dictionaries in and out (plan.json is docs/plan.md, its footage fields docs/footage.md); no media work happens here.
 
 Sound effects go where the sample has them (`sfx_events`): at an onset of the sample's audio that
 is strong, stands alone, and is neither speech nor part of a rhythm:
