@@ -238,17 +238,34 @@ class Dispatcher:
         return shares.get(project_id, 0)
 
     # -- running jobs -------------------------------------------------------------------------
-    def _show_waiting(self, project_id: str, stage: str | None, waiting: bool) -> str | None:
-        """While no node is alive, `status` says so (stage `waiting for nodes`, the reason in the
-        project's error) instead of a silent `rendering`; the project does not fail, and shows its
-        stage again once a node takes a job. Returns the stage to restore (None: not waiting)."""
+    def _why_stuck(self, queued: list, needs: tuple[str, ...]) -> str | None:
+        """Why none of the `queued` jobs can start while none is in flight, in words (None: nothing
+        stops them, or nothing is queued): no node is alive, or every alive node able to run them
+        is blocklisted for their kinds (it failed them `blocklist_after` times)."""
+        alive = self.alive_nodes()
+        if not alive:
+            return (f"no node is alive (none has sent a heartbeat for {self.node_timeout_s:.0f} s); "
+                    "the work resumes when a node registers (start one with `lookalike node --coordinator ...`)")
+        kinds = sorted({j.kind for j in queued})
+        capable = [n for n in alive if all(c in n.capabilities for c in needs)]
+        if not kinds or not capable:
+            return None
+        if all(self.state.is_blocklisted(n.node_id, k, threshold=self.blocklist_after) for k in kinds for n in capable):
+            return (f"every node able to run {', '.join(kinds)} jobs ({', '.join(sorted(n.node_id for n in capable))}) "
+                    f"failed them {self.blocklist_after} times and is blocklisted for them (see the attempts' errors); "
+                    "the work resumes when another node registers (start one with `lookalike node --coordinator ...`)")
+        return None
+
+    def _show_waiting(self, project_id: str, stage: str | None, waiting: bool, reason: str = "") -> str | None:
+        """While no node can take the project's work (`_why_stuck`), `status` says so (stage `waiting
+        for nodes`, the reason in the project's error) instead of a silent `rendering`; the project
+        does not fail, and shows its stage again once a node takes a job. Returns the stage to restore
+        (None: not waiting)."""
         try:
             p = self.state.get_project(project_id)
             if waiting:
-                self.state.set_project_state(project_id, p.state, stage=WAITING_STAGE, error=(
-                    f"waiting: no node is alive (none has sent a heartbeat for {self.node_timeout_s:.0f} s); "
-                    "the work resumes when a node registers (start one with `lookalike node --coordinator ...`)"))
-                return p.stage or p.state.value
+                self.state.set_project_state(project_id, p.state, stage=WAITING_STAGE, error=f"waiting: {reason}")
+                return stage or (p.stage if p.stage != WAITING_STAGE else None) or p.state.value
             if p.stage == WAITING_STAGE:
                 self.state.set_project_state(project_id, p.state, stage=stage, error=None)
         except LookalikeError as exc:  # a state store outage: the engine pauses the project its own way
@@ -281,6 +298,7 @@ class Dispatcher:
         inflight: dict = {}
         since = time.time()
         stranded: str | None = None  # the stage the project showed before it said it waits for nodes
+        stuck: str | None = None  # why it waits, as shown
         try:
             while True:
                 if cancelled is not None and cancelled.is_set():
@@ -328,12 +346,13 @@ class Dispatcher:
                     elif started:
                         self._stalled.discard(project_id)
                 if started and stranded is not None:
-                    stranded = self._show_waiting(project_id, stranded, False)
+                    stranded, stuck = self._show_waiting(project_id, stranded, False), None
                 if not inflight:
-                    if not self.alive_nodes():
-                        if stranded is None:
-                            log.warning("no_nodes_alive", project=project_id)
-                            stranded = self._show_waiting(project_id, None, True)
+                    why = self._why_stuck(queued, needs) if queued or not self.alive_nodes() else None
+                    if why is not None and why != stuck:
+                        log.warning("no_node_can_run", project=project_id, reason=why)
+                        stranded = self._show_waiting(project_id, stranded, True, why)
+                        stuck = why
                     with self._lock:
                         self._changed.wait(0.2)
                     continue

@@ -149,10 +149,17 @@ class Engine:
         PROJECTS.labels("cancelled").inc()
         return self.state.get_project(project_id)
 
-    def join(self, project_id: str, timeout: float | None = None) -> None:
+    def join(self, project_id: str, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` seconds for the project's run in this process; True when none is running."""
         t = self._threads.get(project_id)
         if t is not None:
             t.join(timeout)
+        return t is None or not t.is_alive()
+
+    def running(self) -> list[str]:
+        """The projects whose run is under way in this process."""
+        with self._lock:
+            return [p for p, t in self._threads.items() if t.is_alive()]
 
     # -- the pipeline -------------------------------------------------------------------------
     def _mark(self, project_id: str, stage: str) -> None:

@@ -454,3 +454,47 @@ def test_call_any_raises_permanent_and_store_errors_without_retrying(farm, state
     with pytest.raises(StoreError, match="disk full"):
         d.call_any("Probe", node_pb2.ProbeRequest(key="k2"), node_pb2.ProbeReply, lambda r: r)
     assert a.calls == ["bad", "k2"]
+
+
+def test_a_project_whose_only_node_is_blocklisted_says_so_and_resumes_on_a_new_node(farm, state):
+    """Every node able to run the work failed it until blocklisted: the project does not hang in a silent
+    `rendering` nor fail; within seconds its status says why, and a node that registers takes the work."""
+    from lookalike.coordinator.dispatch import WAITING_STAGE
+
+    a = FakeNode("a", fail=TransportError("INTERNAL", "out of GPU memory"))
+    b = FakeNode("b")
+    transport = InProcessTransport({"addr-a": a, "addr-b": b})
+    d = Dispatcher(state, transport=transport, discard=farm._discard, node_timeout_s=30.0, blocklist_after=2)
+    farm.dispatchers.append(d)
+    d.register("a", "addr-a", ("cpu",), 1)
+    beats = Beats(d)
+    beats.ids.add("a")
+    farm.beats.append(beats)
+    pid, (job_id,) = project_with(state, "render_range", 1, max_attempts=10)
+    state.set_project_state(pid, "rendering", stage="rendering")
+    errors: list[BaseException] = []
+
+    def go() -> None:
+        try:
+            run(d, pid, {"render_range"}, build_render, _parse_reply)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    deadline = time.time() + 8
+    while time.time() < deadline and state.get_project(pid).stage != WAITING_STAGE:
+        time.sleep(0.05)
+    p = state.get_project(pid)
+    assert p.stage == WAITING_STAGE, f"the project still shows {p.stage!r}: {p.error!r}"
+    assert "blocklisted" in p.error and "render_range" in p.error and "(a)" in p.error
+    assert len(a.calls) == 2 and state.get_job(job_id).state == "queued"
+
+    d.register("b", "addr-b", ("cpu",), 1)
+    beats.ids.add("b")
+    t.join(LIMIT_S)
+    assert not t.is_alive() and not errors
+    job = state.get_job(job_id)
+    assert job.state == "succeeded" and state.get_attempt(job.promoted_attempt_id).node_id == "b"
+    p = state.get_project(pid)
+    assert p.stage == "rendering" and p.error is None
