@@ -253,7 +253,10 @@ def _flows(fa: np.ndarray, fb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     size = (max(8, round(w * s)), max(8, round(h * s)))
     ga = cv2.cvtColor(cv2.resize(fa, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
     gb = cv2.cvtColor(cv2.resize(fb, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    # DIS's FAST preset: on the shared footage (4 clips, the middle of frames k and k+2 made from
+    # them and compared with frame k+1) it gave 30.16 dB PSNR beside MEDIUM's 30.29 (a plain blend
+    # 26.72) for a quarter of the time (9 ms a pair at 640x360 against 40 ms).
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
     return dis.calc(ga, gb, None), dis.calc(gb, ga, None)
 
 
