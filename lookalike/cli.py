@@ -258,6 +258,12 @@ def cmd_node(args) -> int:
     settings = Settings.from_env(node_token=args.node_token, tls_cert=args.tls_cert, tls_key=args.tls_key,
                                  tls_ca=args.tls_ca)
     configure_logging(settings.log_level)
+    threads = os.environ.get("LOOKALIKE_NODE_THREADS", "").strip()
+    if threads:
+        # The embedded farm shares the machine's cores among its nodes (lookalike.embedded.node_thread_env).
+        import cv2
+
+        cv2.setNumThreads(max(1, int(threads)))
     from lookalike.kernels.xp import device_module
 
     device_module(args.device)  # a GPU node without CuPy or a device stops here, before registering

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 import urllib.error
 import urllib.request
@@ -300,7 +301,9 @@ class TextReader:
                 "on-screen text needs RapidOCR, which is not installed",
                 hint="pip install --no-deps rapidocr_onnxruntime pyclipper shapely",
             ) from exc
-        self._engine = RapidOCR()
+        # LOOKALIKE_NODE_THREADS (set by the embedded farm for its nodes): ONNX Runtime's pool size.
+        threads = int(os.environ.get("LOOKALIKE_NODE_THREADS", "0") or 0)
+        self._engine = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=threads) if threads > 0 else RapidOCR()
         self.min_confidence = min_confidence
 
     def read(self, rgb: np.ndarray) -> list[dict[str, Any]]:
