@@ -115,24 +115,33 @@ class FaceDetector:
     def detect(self, rgb: np.ndarray) -> list[dict[str, Any]]:
         """Faces as {"box": [x, y, w, h] in fractions of the frame, "skin": share}, largest first.
 
-        A frame where the Haar cascade finds no face anywhere is answered at once: the slow LBP scan
-        (about 0.35 s on a 640-wide frame, the Haar scan about 0.06 s) runs only where Haar fires.
-        Measured on the shared footage's first, middle and last frames (45 frames): every frame with
-        a confirmed face (10) also had a whole-frame Haar hit, and the gate left the faces found
-        unchanged while the scan took a fifth of the time on frames without one."""
+        The Haar cascade scans the whole frame first (about 0.06 s on a 640-wide frame); the slow LBP
+        scan (about 0.35 s over a whole frame) runs only around its hits, and a frame with none is
+        answered at once. Measured on the shared footage's first, middle and last frames (45
+        frames): every frame with a face confirmed by the whole-frame LBP scan (10) has a Haar hit;
+        the same faces are found (boxes within a few pixels) plus one more in a crowd, in half the
+        time overall."""
         h, w = rgb.shape[:2]
         grey8 = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
         side = min(h, w)
         small = max(12, side // 40)
-        if not len(self._haar.detectMultiScale(grey8, scaleFactor=1.1, minNeighbors=3, minSize=(small, small))):
+        hits = self._haar.detectMultiScale(grey8, scaleFactor=1.1, minNeighbors=3, minSize=(small, small))
+        if not len(hits):
             return []
-        raw = self._cascade.detect_multi_scale(
-            img=grey8.astype(np.float64) / 255.0,
-            scale_factor=1.2,
-            step_ratio=1,
-            min_size=(max(24, side // 20), max(24, side // 20)),
-            max_size=(side, side),
-        )
+        # The LBP scan runs around Haar's hits only (each grown by its size on every side): a box
+        # the Haar check confirms has a Haar face of at least 0.6 its size next to it.
+        grey = grey8.astype(np.float64) / 255.0
+        lo = max(24, side // 20)
+        raw = []
+        for x0, y0, x1, y1 in _regions(hits, w, h):
+            crop = grey[y0:y1, x0:x1]
+            top = min(crop.shape[0], crop.shape[1], side)
+            if top < lo:
+                continue
+            for d in self._cascade.detect_multi_scale(
+                img=crop, scale_factor=1.2, step_ratio=1, min_size=(lo, lo), max_size=(top, top)
+            ):
+                raw.append(dict(d, r=int(d["r"]) + y0, c=int(d["c"]) + x0))
         ycc = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YCrCb)
         faces: list[dict[str, Any]] = []
         for d in sorted(raw, key=lambda d: -int(d["width"]) * int(d["height"])):
@@ -162,6 +171,24 @@ class FaceDetector:
             crop, scaleFactor=1.1, minNeighbors=3, minSize=(int(0.6 * bw), int(0.6 * bh))
         )
         return len(found) > 0
+
+
+def _regions(hits: Any, w: int, h: int) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) around each (x, y, bw, bh) hit grown by its size on every side, clipped to the
+    frame, with overlapping ones merged (so a face is scanned once)."""
+    boxes = sorted(
+        (max(0, x - bw), max(0, y - bh), min(w, x + 2 * bw), min(h, y + 2 * bh))
+        for x, y, bw, bh in np.reshape(hits, (-1, 4)).tolist()
+    )
+    merged: list[list[int]] = []
+    for b in boxes:
+        for m in merged:
+            if b[0] < m[2] and m[0] < b[2] and b[1] < m[3] and m[1] < b[3]:
+                m[:] = [min(m[0], b[0]), min(m[1], b[1]), max(m[2], b[2]), max(m[3], b[3])]
+                break
+        else:
+            merged.append(list(b))
+    return [tuple(m) for m in merged]
 
 
 # --- people ---------------------------------------------------------------------------------------
