@@ -191,9 +191,13 @@ class Dispatcher:
             log.warning("node_lost", node=n.node_id, requeued=moved)
             self.transport.forget(n.address)
 
-    def _pick(self, kind: str, needs: tuple[str, ...]) -> NodeSlot | None:
+    def _pick(self, kind: str, needs: tuple[str, ...], only: str | None = None) -> NodeSlot | None:
+        """The least loaded alive node with a free slot that has `needs` and is not blocklisted for
+        `kind` (only node `only`, when given); None when there is none."""
         best = None
         for n in self.alive_nodes():
+            if only is not None and n.node_id != only:
+                continue
             if n.running >= n.slots or any(c not in n.capabilities for c in needs):
                 continue
             if self.state.is_blocklisted(n.node_id, kind, threshold=self.blocklist_after):
@@ -299,6 +303,7 @@ class Dispatcher:
         since = time.time()
         stranded: str | None = None  # the stage the project showed before it said it waits for nodes
         stuck: str | None = None  # why it waits, as shown
+        affinity: dict[tuple[str, int], str] = {}  # (kind, scene) -> the node that last ran one
         try:
             while True:
                 if cancelled is not None and cancelled.is_set():
@@ -319,25 +324,37 @@ class Dispatcher:
                     self._queued[project_id] = len(queued)
                 allowed = self._allowance(project_id)
                 started = 0
-                for job in queued:
-                    if started >= allowed:
-                        break
-                    paid = provider(job) if provider is not None else None
-                    with self._lock:
-                        node = self._pick(job.kind, needs)
-                        if node is None:
-                            break
-                        if paid and not self.providers.take(paid):
-                            continue  # this provider is at its farm-wide limit; jobs for others may start
-                        node.running += 1
-                        self._tenant_running[tenant] = self._tenant_running.get(tenant, 0) + 1
-                    attempt = self.state.start_attempt(job.id, node.node_id)
-                    QUEUE_WAIT.labels(job.kind).observe(max(0.0, attempt.started_at - job.updated_at))
-                    method, request = build(job, attempt)
-                    ref = self.transport.submit(node.address, method, request.SerializeToString(),
-                                                self.call_timeout_s, attempt.id)
-                    inflight[ref] = (job, attempt, node, method, time.time(), paid)
-                    started += 1
+                # Two passes: first each job goes to the node that ran its scene before in this run
+                # (a node keeps a scene's decoded source and solved colour; a job of a new scene goes
+                # to the least loaded node), then what is left takes any free node, so no node idles
+                # while jobs wait.
+                begun: set[str] = set()
+                for steal in (False, True):
+                    for job in queued:
+                        if started >= allowed or job.id in begun:
+                            continue
+                        paid = provider(job) if provider is not None else None
+                        with self._lock:
+                            if self._pick(job.kind, needs) is None:
+                                break  # no free node for this kind
+                            home = affinity.get((job.kind, job.scene_index))
+                            node = self._pick(job.kind, needs) if steal or home is None else self._pick(
+                                job.kind, needs, only=home)
+                            if node is None:
+                                continue  # its node is busy: the second pass may give it another
+                            if paid and not self.providers.take(paid):
+                                continue  # this provider is at its farm-wide limit; jobs for others may start
+                            node.running += 1
+                            self._tenant_running[tenant] = self._tenant_running.get(tenant, 0) + 1
+                        begun.add(job.id)
+                        affinity[(job.kind, job.scene_index)] = node.node_id
+                        attempt = self.state.start_attempt(job.id, node.node_id)
+                        QUEUE_WAIT.labels(job.kind).observe(max(0.0, attempt.started_at - job.updated_at))
+                        method, request = build(job, attempt)
+                        ref = self.transport.submit(node.address, method, request.SerializeToString(),
+                                                    self.call_timeout_s, attempt.id)
+                        inflight[ref] = (job, attempt, node, method, time.time(), paid)
+                        started += 1
                 with self._lock:
                     # A project that was offered slots but could start nothing (its jobs need what the
                     # free nodes lack) must not hold the queue: it stands aside until it starts again.

@@ -498,3 +498,17 @@ def test_a_project_whose_only_node_is_blocklisted_says_so_and_resumes_on_a_new_n
     assert job.state == "succeeded" and state.get_attempt(job.promoted_attempt_id).node_id == "b"
     p = state.get_project(pid)
     assert p.stage == "rendering" and p.error is None
+
+
+def test_a_scenes_ranges_stay_on_the_node_that_began_it(farm, state):
+    """Each node keeps what it made for a scene (its decoded source, its solved colour): the ranges of
+    one scene go to the node that ran its first one, while both nodes stay busy."""
+    a, b = FakeNode("a", delay=0.3), FakeNode("b", delay=0.3)
+    d, _ = farm.dispatcher({"a": a, "b": b})
+    project = state.create_project("acme", "remake", {})
+    jobs = state.add_jobs(project.id, [{"kind": "render_range", "scene_index": scene, "start_frame": 24 * i,
+                                        "end_frame": 24 * (i + 1)} for scene in (0, 1) for i in range(3)])
+    run(d, project.id, {"render_range"}, build_render, _parse_reply)
+    ran = {(j.scene_index, state.get_attempt(state.get_job(j.id).promoted_attempt_id).node_id) for j in jobs}
+    assert len(ran) == 2 and {n for _, n in ran} == {"a", "b"}, ran
+    assert len(a.calls) == len(b.calls) == 3
