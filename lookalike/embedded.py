@@ -35,8 +35,8 @@ def node_thread_env(n_nodes: int) -> dict:
     """The environment of the embedded farm's node processes: the machine's cores shared out among
     them (LOOKALIKE_NODE_THREADS and the OpenMP/BLAS variables; `lookalike node` sets OpenCV's and
     ONNX Runtime's pools from it). N nodes each using every core fight over them: on the 2-core
-    machine, two nodes analysing footage at once took a fifth longer with the default pools than
-    with one thread each. A variable the user set is kept."""
+    machine, two processes running the footage vision at once took a quarter longer with the
+    default pools than with one thread each. A variable the user set is kept."""
     env = os.environ.copy()
     n = str(max(1, (os.cpu_count() or 1) // max(1, n_nodes)))
     env.setdefault("LOOKALIKE_NODE_THREADS", n)
