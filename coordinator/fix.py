@@ -31,12 +31,8 @@ from lookalike.errors import InputError
 
 SCENE_OPS = {"adjust_grade", "set_grade", "set_palette", "set_camera", "set_duration", "use_media"}
 MUSIC_OPS = {"set_tempo", "set_loudness"}
-GRADE_LIMITS = {
-    "exposure": (-4.0, 4.0),
-    "contrast": (0.05, 5.0),
-    "saturation": (0.0, 5.0),
-    "temperature": (-1.0, 1.0),
-}
+# A fixed grade stays within what a plan may hold (one table: plan_ops.GRADE_RANGES).
+GRADE_LIMITS = plan_ops.GRADE_RANGES
 
 
 # A footage scene whose visual score is below this tries its best runner-up.

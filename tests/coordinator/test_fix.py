@@ -222,3 +222,17 @@ def test_no_runner_up_from_an_excluded_item_or_for_a_plan_without_media():
     assert suggestions_to_ops({"scenes": [_weak(0, 30.0)], "suggestions": []}, plan=_plan()) == []
     with pytest.raises(InputError, match="IMG_0042.jpg is excluded"):
         apply_suggestions(plan, [{"op": "use_media", "scene": 1, "media": "IMG_0042.jpg"}])
+
+
+def test_a_fixed_grade_stays_within_what_a_plan_may_hold():
+    """The fix loop clamps to plan_ops.GRADE_RANGES, the table chat and plan edits check against, so a
+    fix round never writes a grade that a plan edit would refuse."""
+    from lookalike.coordinator import plan_ops
+
+    new = apply_suggestions(_plan(), [{"op": "adjust_grade", "scene": 1,
+                                       "delta": {"contrast": 50.0, "temperature": -9.0, "saturation": 9.0}}])
+    grade = new["scenes"][1]["grade"]
+    assert grade["contrast"] == plan_ops.GRADE_RANGES["contrast"][1]
+    assert grade["temperature"] == plan_ops.GRADE_RANGES["temperature"][0]
+    assert grade["saturation"] == plan_ops.GRADE_RANGES["saturation"][1]
+    plan_ops.SetGrade(scene=1, **{k: grade[k] for k in ("contrast", "temperature", "saturation")})  # accepted
