@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 import uuid
 
 import numpy as np
@@ -114,20 +115,36 @@ def test_postgresql_restarting_mid_project_pauses_and_resumes(tmp_path, farm, sa
 
     path, truth = sample
     version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True, text=True).stdout.split()[0]
+
+    def pg(action: str) -> None:
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action], check=True,
+                       capture_output=True, timeout=60)
+
+    # PostgreSQL is stopped (not restarted) once rendering starts, and started again only after the
+    # project said it paused: a restart can fall between the project's last write and its end, and a
+    # fast remake then never meets the outage. A project cannot finish without the store, so it must
+    # pause.
+    events: list = []
     with Client(farm.address) as c:
         p = c.submit(path, chunk_frames=8)
-        for ev in c.watch(p.id):
-            if ev.stage == "rendering" and ev.done > 0:
+        watch = c.watch(p.id)
+        for ev in watch:
+            if ev.stage == "rendering":
                 break
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True,
-                       capture_output=True, timeout=60)
-        events = []
+        pg("stop")
+        try:
+            deadline = time.time() + 90
+            for ev in watch:
+                events.append(ev)
+                if ev.stage == "paused" or ev.state in ("done", "failed") or time.time() > deadline:
+                    break
+        finally:
+            pg("start")
+        assert any(e.stage == "paused" for e in events), [(e.stage, e.state) for e in events]
         done = c.wait(p.id, events.append)
         assert done.state == "done"
         c.fetch_outputs(p.id, tmp_path / "out")
     assert media.probe(str(tmp_path / "out" / "final.mp4")).n_frames == truth["n_frames"]
-    log = (farm.home / "farm.log").read_text()
-    assert any(e.stage == "paused" for e in events) or "state_store_unavailable" in log, "the outage went unnoticed"
 
 
 def test_the_s3_store_failing_mid_project_pauses_it_and_loses_nothing(tmp_path, pg_url, pg_schema, s3_server, sample):
