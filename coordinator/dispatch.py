@@ -335,11 +335,11 @@ class Dispatcher:
                             continue
                         paid = provider(job) if provider is not None else None
                         with self._lock:
-                            if self._pick(job.kind, needs) is None:
+                            free = self._pick(job.kind, needs)
+                            if free is None:
                                 break  # no free node for this kind
                             home = affinity.get((job.kind, job.scene_index))
-                            node = self._pick(job.kind, needs) if steal or home is None else self._pick(
-                                job.kind, needs, only=home)
+                            node = free if steal or home is None else self._pick(job.kind, needs, only=home)
                             if node is None:
                                 continue  # its node is busy: the second pass may give it another
                             if paid and not self.providers.take(paid):
@@ -365,7 +365,7 @@ class Dispatcher:
                 if started and stranded is not None:
                     stranded, stuck = self._show_waiting(project_id, stranded, False), None
                 if not inflight:
-                    why = self._why_stuck(queued, needs) if queued or not self.alive_nodes() else None
+                    why = self._why_stuck(queued, needs)
                     if why is not None and why != stuck:
                         log.warning("no_node_can_run", project=project_id, reason=why)
                         stranded = self._show_waiting(project_id, stranded, True, why)
