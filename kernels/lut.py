@@ -214,9 +214,33 @@ def bake_table(lut: Lut3D, method: str = "tetrahedral", xp: Any = np, *, chunk: 
     for s in range(0, 1 << 24, chunk):
         idx = xp.arange(s, s + chunk, dtype=xp.uint32)
         rgb = xp.stack([idx & 255, (idx >> 8) & 255, idx >> 16], axis=-1).astype(xp.uint8)
-        o = apply_lut(rgb, lut, method).astype(xp.uint32)
-        out[s : s + chunk] = o[:, 0] | (o[:, 1] << 8) | (o[:, 2] << 16)
+        out[s : s + chunk] = _packed(apply_lut(rgb, lut, method).astype(xp.uint32))
     return out
+
+
+def _packed(o: Any) -> Any:
+    """N x 3 uint32 colours as table entries: R | G<<8 | B<<16."""
+    return o[:, 0] | (o[:, 1] << 8) | (o[:, 2] << 16)
+
+
+def _table_index(img: np.ndarray) -> np.ndarray:
+    """A uint8 HxWx3 picture's table indices (HxW uint32, R | G<<8 | B<<16). OpenCV's channel
+    shuffles are the fast (multi-threaded) way to 4-byte pixels: RGBA read as little-endian uint32 is
+    R | G<<8 | B<<16 | A<<24, the table's own order once A is masked off."""
+    import cv2
+
+    h, w = img.shape[:2]
+    idx = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2RGBA).view(np.uint32).reshape(h, w)
+    idx &= np.uint32(0xFFFFFF)
+    return idx
+
+
+def _from_entries(out: np.ndarray) -> np.ndarray:
+    """HxW uint32 table entries back to a uint8 HxWx3 picture (the top byte dropped)."""
+    import cv2
+
+    h, w = out.shape
+    return cv2.cvtColor(out.view(np.uint8).reshape(h, w, 4), cv2.COLOR_RGBA2RGB)
 
 
 def apply_table(img: Any, table: Any) -> Any:
@@ -226,16 +250,8 @@ def apply_table(img: Any, table: Any) -> Any:
         raise ParameterError(
             "image", f"a baked LUT takes uint8 HxWx3 frames, got {img.dtype} {tuple(img.shape)}"
         )
-    h, w = img.shape[:2]
     if xp is np:
-        # OpenCV's channel shuffles are the fast (multi-threaded) way to and from 4-byte pixels;
-        # RGBA read as little-endian uint32 is R | G<<8 | B<<16 | A<<24, the table's own order.
-        import cv2
-
-        idx = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2RGBA).view(np.uint32).reshape(h, w)
-        idx &= np.uint32(0xFFFFFF)
-        out = np.take(table, idx)
-        return cv2.cvtColor(out.view(np.uint8).reshape(h, w, 4), cv2.COLOR_RGBA2RGB)
+        return _from_entries(np.take(table, _table_index(img)))
     p = img.astype(xp.uint32)
     idx = p[..., 0] | (p[..., 1] << 8) | (p[..., 2] << 16)
     v = xp.take(table, idx)
@@ -268,11 +284,7 @@ class LazyTable:
         """A uint8 HxWx3 picture through the LUT (float pictures go through apply_lut)."""
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             return apply_lut(img, self.lut, self.method)
-        import cv2
-
-        h, w = img.shape[:2]
-        idx = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2RGBA).view(np.uint32).reshape(h, w)
-        idx &= np.uint32(0xFFFFFF)
+        idx = _table_index(img)
         out = np.take(self.table, idx)
         missing = out < np.uint32(_FILLED)
         if missing.any():
@@ -280,8 +292,7 @@ class LazyTable:
             new = np.sort(idx[missing])
             new = new[np.concatenate(([True], new[1:] != new[:-1]))]
             rgb = np.stack([new & 255, (new >> 8) & 255, new >> 16], axis=-1).astype(np.uint8)
-            o = apply_lut(rgb, self.lut, self.method).astype(np.uint32)
-            self.table[new] = o[:, 0] | (o[:, 1] << 8) | (o[:, 2] << 16) | np.uint32(_FILLED)
+            self.table[new] = _packed(apply_lut(rgb, self.lut, self.method).astype(np.uint32)) | np.uint32(_FILLED)
             self.filled += int(new.size)
             out[missing] = np.take(self.table, idx[missing])
-        return cv2.cvtColor(out.view(np.uint8).reshape(h, w, 4), cv2.COLOR_RGBA2RGB)
+        return _from_entries(out)
